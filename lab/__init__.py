@@ -1,0 +1,1 @@
+"""What run_all.sh and the notebooks import: stack control, experiments, plots and the report."""

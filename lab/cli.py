@@ -1,0 +1,110 @@
+"""The command line behind ./run_all.sh."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from lab import paths
+from lab.broker import BrokerStartError, PrerequisiteError
+from lab.stack import SERVICES, Stack, StackError
+
+USAGE = """./run_all.sh [COMMAND] [options]
+
+  (no command)        the whole lab: start the stack, run the notebooks, write reports/, stop
+  up                  start the embedded stack (broker, topics, services); idempotent
+  down [--wipe]       stop everything; --wipe also deletes the broker's data
+  status [--json]     what runs, with pids and addresses
+  logs SERVICE [-n N] the last lines of a service's log
+  restart SERVICE [VAR=VALUE ...] [--instances N]
+                      restart one service with environment overrides
+  test [PYTEST ARGS]  the test suite (starts its own broker on free ports)
+"""
+
+
+def _kv(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise SystemExit(f"expected VAR=VALUE, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k] = v
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command = argv[0] if argv and not argv[0].startswith("-") else "run"
+    rest = argv[1:] if argv and not argv[0].startswith("-") else argv
+    try:
+        return _dispatch(command, rest)
+    except (PrerequisiteError, BrokerStartError, StackError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(command: str, rest: list[str]) -> int:
+    stack = Stack.from_env()
+    if command == "up":
+        stack.up()
+        st = stack.status()
+        print(f"stack up: producer-order {st['producer-order']['address']}, "
+              f"analytics-consumer {st['analytics-consumer']['address']}, kafka {stack.bootstrap}")
+        return 0
+    if command == "down":
+        p = argparse.ArgumentParser(prog="run_all.sh down")
+        p.add_argument("--wipe", action="store_true", help="also delete the broker's data")
+        stack.down(wipe=p.parse_args(rest).wipe)
+        return 0
+    if command == "status":
+        p = argparse.ArgumentParser(prog="run_all.sh status")
+        p.add_argument("--json", action="store_true")
+        args = p.parse_args(rest)
+        st = stack.status()
+        if args.json:
+            print(json.dumps(st, indent=2))
+        else:
+            for name, row in st.items():
+                state = {True: "running", False: "stopped", None: "external"}[row["running"]]
+                extra = f" overrides={row['overrides']}" if row.get("overrides") else ""
+                pids = ",".join(map(str, row["pids"])) or "-"
+                print(f"{name:20} {state:8} pid={pids:14} {row['address'] or ''}{extra}")
+        return 0
+    if command == "logs":
+        p = argparse.ArgumentParser(prog="run_all.sh logs")
+        p.add_argument("service", choices=SERVICES)
+        p.add_argument("-n", type=int, default=60, help="lines per log")
+        args = p.parse_args(rest)
+        from lab.processes import tail
+        files = [stack.log_file(args.service)] if args.service == "kafka" else \
+            sorted((stack.home / "logs").glob(f"{args.service}-*.log"))
+        for f in files:
+            print(f"==> {f} <==\n{tail(f, args.n)}")
+        return 0
+    if command == "restart":
+        p = argparse.ArgumentParser(prog="run_all.sh restart")
+        p.add_argument("service", choices=SERVICES)
+        p.add_argument("overrides", nargs="*", metavar="VAR=VALUE")
+        p.add_argument("--instances", type=int, default=1)
+        args = p.parse_args(rest)
+        stack.restart(args.service, _kv(args.overrides), args.instances)
+        return 0
+    if command == "test":
+        env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
+        return subprocess.call([sys.executable, "-m", "pytest", *(rest or ["tests"])], cwd=paths.ROOT, env=env)
+    if command in ("run", "lab", "verify", "bench"):
+        import importlib
+        module = importlib.import_module({"run": "lab.pipeline", "lab": "lab.jupyter",
+                                          "verify": "lab.verify", "bench": "lab.bench"}[command])
+        return module.main(rest, stack)
+    print(USAGE, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

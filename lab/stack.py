@@ -1,0 +1,252 @@
+"""Stack control for the embedded stack: the broker, the topics and the three services as processes.
+
+`./run_all.sh up|down|status|logs|restart` and the notebooks use the same Stack object.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from lab import paths, processes
+from lab.broker import EmbeddedBroker
+
+KAFKA = "kafka"
+PRODUCER = "producer-order"
+INVENTORY = "inventory-consumer"
+ANALYTICS = "analytics-consumer"
+SERVICES = (KAFKA, PRODUCER, INVENTORY, ANALYTICS)
+APP_SERVICES = (PRODUCER, INVENTORY, ANALYTICS)
+
+
+class StackError(RuntimeError):
+    """A stack operation failed; the message says what and where to look."""
+
+
+@dataclass
+class Stack:
+    """One embedded stack whose state (data, logs, pid files) lives under home."""
+    home: Path = paths.STATE_DIR
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    producer_port: int = 7001
+    analytics_port: int = 7002
+    external_bootstrap: str | None = None   # KAFKA_BOOTSTRAP: use that cluster, start no broker
+    env: dict = field(default_factory=dict)  # extra environment for every service
+    progress: object = print
+
+    @classmethod
+    def from_env(cls, environ=None, **kw) -> "Stack":
+        """The stack run_all.sh controls: ports and KAFKA_BOOTSTRAP from the environment."""
+        e = os.environ if environ is None else environ
+        return cls(
+            home=Path(e.get("LAB_HOME", paths.STATE_DIR)),
+            kafka_port=int(e.get("KAFKA_PORT", 9092)),
+            controller_port=int(e.get("KAFKA_CONTROLLER_PORT", 9093)),
+            producer_port=int(e.get("PRODUCER_PORT", 7001)),
+            analytics_port=int(e.get("ANALYTICS_PORT", 7002)),
+            external_bootstrap=e.get("KAFKA_BOOTSTRAP") or None,
+            **kw,
+        )
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def broker(self) -> EmbeddedBroker:
+        return EmbeddedBroker(home=self.home, port=self.kafka_port, controller_port=self.controller_port)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.external_bootstrap or self.broker.bootstrap
+
+    @property
+    def producer_url(self) -> str:
+        return f"http://127.0.0.1:{self.producer_port}"
+
+    @property
+    def analytics_url(self) -> str:
+        return f"http://127.0.0.1:{self.analytics_port}"
+
+    def service_config(self):
+        """A services Config pointing at this stack (for notebooks and tests that talk to Kafka)."""
+        from services.common.config import Config
+        return Config.from_env({**os.environ, **self._service_env()})
+
+    # -- files -----------------------------------------------------------------------------
+    def _pid_file(self, service: str, i: int = 0) -> Path:
+        return self.home / "run" / f"{service}-{i}.pid"
+
+    def log_file(self, service: str, i: int = 0) -> Path:
+        if service == KAFKA:
+            return self.broker.log_file
+        return self.home / "logs" / f"{service}-{i}.log"
+
+    def _settings_file(self, service: str) -> Path:
+        return self.home / "run" / f"{service}.json"
+
+    def _settings(self, service: str) -> dict:
+        try:
+            return json.loads(self._settings_file(service).read_text())
+        except FileNotFoundError:
+            return {"overrides": {}, "instances": 1}
+
+    def _pids(self, service: str) -> list[int]:
+        if service == KAFKA:
+            pid = self.broker.running_pid()
+            return [pid] if pid else []
+        files = sorted((self.home / "run").glob(f"{service}-*.pid"))
+        return [p for p in (processes.running_pid(f) for f in files) if p]
+
+    # -- operations ------------------------------------------------------------------------
+    def up(self) -> None:
+        """Start whatever is not running: broker, topics, services. Idempotent."""
+        if self.external_bootstrap:
+            self.progress(f"[kafka] using the existing cluster at {self.external_bootstrap}")
+        else:
+            self.broker.start(progress=self.progress)
+        self.ensure_topics()
+        for service in APP_SERVICES:
+            s = self._settings(service)
+            self._start(service, s["overrides"], s["instances"])
+        self.wait_healthy()
+
+    def ensure_topics(self) -> None:
+        from services.common import kafka_clients
+        from services.common.topics import ensure_topics
+        admin = kafka_clients.admin(self.service_config())
+        try:
+            created = ensure_topics(admin)
+        finally:
+            admin.close()
+        if created:
+            self.progress(f"[kafka] created topics {', '.join(created)}")
+
+    def _service_env(self, overrides: dict | None = None) -> dict:
+        return {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "PRODUCER_PORT": str(self.producer_port),
+            "ANALYTICS_PORT": str(self.analytics_port),
+            **{k: str(v) for k, v in self.env.items()},
+            **{k: str(v) for k, v in (overrides or {}).items()},
+        }
+
+    def _command(self, service: str) -> list[str]:
+        bindir = Path(sys.executable).parent
+        gunicorn = [str(bindir / "gunicorn"), "--workers", "1", "--worker-class", "gthread",
+                    "--timeout", "300", "--graceful-timeout", "10", "--log-level", "warning"]
+        if service == PRODUCER:
+            return [*gunicorn, "--threads", "16", "--bind", f"127.0.0.1:{self.producer_port}",
+                    "services.producer.app:create_app()"]
+        if service == ANALYTICS:
+            return [*gunicorn, "--threads", "8", "--bind", f"127.0.0.1:{self.analytics_port}",
+                    "services.analytics.app:create_app()"]
+        if service == INVENTORY:
+            return [sys.executable, "-m", "services.inventory"]
+        raise StackError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+
+    def _start(self, service: str, overrides: dict, instances: int) -> None:
+        running = self._pids(service)
+        if running:
+            return
+        self._settings_file(service).parent.mkdir(parents=True, exist_ok=True)
+        self._settings_file(service).write_text(json.dumps({"overrides": overrides, "instances": instances}))
+        env = {**os.environ, "PYTHONPATH": str(paths.ROOT), "PYTHONUNBUFFERED": "1",
+               **self._service_env(overrides)}
+        for i in range(instances):
+            processes.start(self._command(service), pid_file=self._pid_file(service, i),
+                            log_file=self.log_file(service, i), env={**env, "INSTANCE_ID": str(i)},
+                            cwd=paths.ROOT)
+        extra = " ".join(f"{k}={v}" for k, v in overrides.items())
+        self.progress(f"[{service}] started{f' x{instances}' if instances > 1 else ''}{f' with {extra}' if extra else ''}")
+
+    def _stop_service(self, service: str) -> None:
+        for f in sorted((self.home / "run").glob(f"{service}-*.pid")):
+            processes.stop(f, timeout=20)
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Wait until the HTTP services answer /healthz and every worker is alive."""
+        deadline = time.monotonic() + timeout
+        for service, url in ((PRODUCER, self.producer_url), (ANALYTICS, self.analytics_url)):
+            while True:
+                if not self._pids(service):
+                    raise StackError(f"{service} exited at start. Last lines of {self.log_file(service)}:\n"
+                                     + processes.tail(self.log_file(service)))
+                try:
+                    if requests.get(url + "/healthz", timeout=1).ok:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    raise StackError(f"{service} did not answer {url}/healthz within {timeout:.0f}s; "
+                                     f"see {self.log_file(service)}")
+                time.sleep(0.2)
+        want = self._settings(INVENTORY)["instances"]
+        if len(self._pids(INVENTORY)) < want:
+            raise StackError(f"{INVENTORY} exited at start. Last lines of {self.log_file(INVENTORY)}:\n"
+                             + processes.tail(self.log_file(INVENTORY)))
+
+    def down(self, wipe: bool = False) -> None:
+        """Stop every service and the broker; with wipe, delete the broker's data too."""
+        for service in reversed(APP_SERVICES):
+            if self._pids(service):
+                self.progress(f"[{service}] stopping")
+            self._stop_service(service)
+        if not self.external_bootstrap:
+            if self.broker.running_pid():
+                self.progress("[kafka] stopping")
+            self.broker.stop()
+            if wipe:
+                self.broker.wipe()
+                self.progress(f"[kafka] data wiped ({self.broker.data_dir})")
+
+    def restart(self, service: str, overrides: dict | None = None, instances: int = 1) -> None:
+        """Restart one service, with environment overrides (e.g. THROTTLE_MS) and N instances."""
+        if service == KAFKA:
+            if self.external_bootstrap:
+                raise StackError("KAFKA_BOOTSTRAP is set: the external cluster is not ours to restart")
+            self.broker.stop()
+            self.broker.start(progress=self.progress)
+            return
+        self._command(service)  # validates the name
+        if instances > 1 and service != INVENTORY:
+            raise StackError(f"--instances applies to {INVENTORY} only")
+        self._stop_service(service)
+        self._start(service, dict(overrides or {}), instances)
+        self.wait_healthy()
+
+    def kill(self, service: str, instance: int = 0) -> bool:
+        """kill -9 one instance (the crash the reliability tests inflict)."""
+        if service == KAFKA:
+            return processes.kill(self.broker.pid_file)
+        return processes.kill(self._pid_file(service, instance))
+
+    def start_instance(self, service: str, instance: int) -> None:
+        """Start one instance again after a kill, with the service's current overrides."""
+        s = self._settings(service)
+        env = {**os.environ, "PYTHONPATH": str(paths.ROOT), "PYTHONUNBUFFERED": "1",
+               **self._service_env(s["overrides"]), "INSTANCE_ID": str(instance)}
+        processes.start(self._command(service), pid_file=self._pid_file(service, instance),
+                        log_file=self.log_file(service, instance), env=env, cwd=paths.ROOT)
+
+    def status(self) -> dict:
+        """For each service: running or not, pid(s), address, overrides."""
+        out = {}
+        for service in SERVICES:
+            pids = self._pids(service)
+            row = {"running": bool(pids), "pids": pids}
+            if service == KAFKA:
+                row["address"] = self.bootstrap
+                row["external"] = bool(self.external_bootstrap)
+                if self.external_bootstrap:
+                    row["running"] = None  # not ours to know; see the cluster itself
+            else:
+                s = self._settings(service)
+                row["address"] = {PRODUCER: self.producer_url, ANALYTICS: self.analytics_url}.get(service)
+                row["instances"] = s["instances"] if pids else 0
+                row["overrides"] = s["overrides"]
+            out[service] = row
+        return out

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One entry point: set-up on a fresh machine, stack control, the lab run and the tests.
+# ./run_all.sh help lists the commands.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+VENV=.venv
+
+if ! command -v "$PY" >/dev/null 2>&1; then
+  echo "error: python3 not found: install Python 3.10+ (Debian: apt-get install python3 python3-venv)" >&2
+  exit 1
+fi
+
+# Each requirements file is (re)installed when its content changes; a stamp per file records it.
+install() {
+  local req=$1 stamp
+  stamp="$VENV/.installed-$req-$(cat requirements*.txt | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "[setup] creating the virtualenv in $VENV"
+    "$PY" -m venv "$VENV" || { echo "error: '$PY -m venv' failed: install python3-venv" >&2; exit 1; }
+  fi
+  echo "[setup] installing $req into $VENV (first run only; about a minute)"
+  "$VENV/bin/pip" install --disable-pip-version-check -q --progress-bar off -r "$req"
+  rm -f "$VENV/.installed-$req-"*
+  touch "$stamp"
+}
+install requirements.txt
+[ "${1:-}" = test ] && install requirements-dev.txt
+
+exec "$VENV/bin/python" -m lab.cli "$@"

@@ -1,0 +1,1 @@
+"""analytics-consumer: both topics -> live metrics, GET /metrics, POST /replay."""

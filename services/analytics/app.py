@@ -1,0 +1,92 @@
+"""analytics-consumer: GET /metrics (live), POST /replay (recompute from offset 0)."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Blueprint, Flask, current_app, jsonify
+from kafka.errors import KafkaError
+
+from services.analytics.live import GROUP as ANALYTICS_GROUP, TOPICS, LiveMetrics
+from services.analytics.replay import Replayer, ReplayBusy
+from services.common import kafka_clients, lag
+from services.common.config import Config
+from services.common.http import ApiError, init_app
+from services.common.topics import ORDER_EVENTS
+from services.inventory.worker import GROUP as INVENTORY_GROUP
+
+log = logging.getLogger(__name__)
+bp = Blueprint("analytics", __name__)
+
+
+class LagReader:
+    """Lag of both groups; one admin client and one peek consumer, used under a lock."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._admin = self._peek = None
+
+    def read(self) -> list[dict]:
+        with self._lock:
+            try:
+                if self._admin is None:
+                    self._admin = kafka_clients.admin(self.cfg, client_id="analytics-lag")
+                    self._peek = kafka_clients.consumer(self.cfg, group_id=None, client_id="analytics-lag-peek")
+                rows = lag.group_lag(self._admin, INVENTORY_GROUP, [ORDER_EVENTS], self._peek)
+                rows += lag.group_lag(self._admin, ANALYTICS_GROUP, TOPICS, self._peek)
+                return [r.as_dict() for r in rows]
+            except KafkaError as exc:
+                self.close()
+                raise ApiError(503, f"Kafka unavailable: {exc.__class__.__name__}") from None
+
+    def close(self):
+        for c in (self._admin, self._peek):
+            if c is not None:
+                c.close()
+        self._admin = self._peek = None
+
+
+def _ext(name):
+    return current_app.extensions[name]
+
+
+@bp.get("/metrics")
+def get_metrics():
+    live: LiveMetrics = _ext("live_metrics")
+    body = live.snapshot()
+    body["throughput"] = live.throughput()
+    body["consumer"] = {"group": ANALYTICS_GROUP, "phase": live.phase, "error": live.error}
+    try:
+        body["lag"] = _ext("lag_reader").read()
+    except ApiError as exc:
+        body["lag"] = None
+        body["lag_error"] = exc.message
+    return jsonify(body)
+
+
+@bp.post("/replay")
+def post_replay():
+    live: LiveMetrics = _ext("live_metrics")
+    try:
+        result = _ext("replayer").run(before=live.snapshot())
+    except ReplayBusy as exc:
+        raise ApiError(409, str(exc)) from None
+    except KafkaError as exc:
+        raise ApiError(503, f"Kafka unavailable: {exc.__class__.__name__}") from None
+    return jsonify(result)
+
+
+def create_app(config: Config | None = None, start_consumer: bool = True) -> Flask:
+    """The analytics-consumer app; its consumer thread starts here (one gunicorn worker owns it)."""
+    cfg = config or Config.from_env()
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    app = Flask(__name__)
+    init_app(app, cfg, "analytics-consumer")
+    live = LiveMetrics(cfg)
+    app.extensions["live_metrics"] = live.start() if start_consumer else live
+    app.extensions["replayer"] = Replayer(cfg)
+    app.extensions["lag_reader"] = LagReader(cfg)
+    app.register_blueprint(bp)
+    return app

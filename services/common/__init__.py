@@ -1,0 +1,1 @@
+"""What every service shares: config, topics, event schema, Kafka client factories, lag."""

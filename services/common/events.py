@@ -1,0 +1,184 @@
+"""The event schema: HTTP request validation, order and inventory events, their (de)serialisation."""
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+import jsonschema
+
+SCHEMA_VERSION = 1
+
+# The "mixed" catalog: bulk loads draw items uniformly from it, and qty uniformly
+# from MIXED_QTY (inclusive). A seed makes the draw reproducible.
+CATALOG: tuple[str, ...] = ("pizza", "burger", "sushi", "salad", "taco", "pasta", "ramen", "curry")
+MIXED = "mixed"
+MIXED_QTY = (1, 5)
+MAX_QTY = 100          # one order's qty bound
+MAX_ITEM_LEN = 64
+
+
+class ValidationError(ValueError):
+    """A request or record that does not fit the schema; the message names the problem."""
+
+
+_ITEM = {"type": "string", "minLength": 1, "maxLength": MAX_ITEM_LEN, "pattern": r"^\S(.*\S)?$"}
+_QTY = {"type": "integer", "minimum": 1, "maximum": MAX_QTY}
+
+ORDER_REQUEST = {
+    "type": "object",
+    "properties": {"item": _ITEM, "qty": _QTY},
+    "required": ["item", "qty"],
+    "additionalProperties": False,
+}
+
+
+def bulk_request_schema(max_n: int) -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "minimum": 1, "maximum": max_n},
+            "item": _ITEM,  # "mixed", a catalog item or any other short name
+            "qty": _QTY,    # for a single-item bulk; "mixed" draws qty itself
+            "seed": {"type": "integer"},
+        },
+        "required": ["n", "item"],
+        "additionalProperties": False,
+    }
+
+
+_ORDER_EVENT = {
+    "type": "object",
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
+        "order_id": {"type": "string", "minLength": 1},
+        "item": _ITEM,
+        "qty": _QTY,
+        "created_ms": {"type": "integer", "minimum": 0},
+    },
+    "required": ["schema", "order_id", "item", "qty", "created_ms"],
+}
+
+_INVENTORY_EVENT = {
+    "type": "object",
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
+        "order_id": {"type": "string", "minLength": 1},
+        "item": _ITEM,
+        "qty": _QTY,
+        "status": {"enum": ["reserved", "rejected"]},
+        "stock_left": {"type": "integer"},
+        "warehouse": {"type": "integer", "minimum": 0},
+        "order_created_ms": {"type": "integer", "minimum": 0},
+        "processed_ms": {"type": "integer", "minimum": 0},
+    },
+    "required": ["schema", "order_id", "item", "qty", "status", "stock_left", "warehouse",
+                 "order_created_ms", "processed_ms"],
+}
+
+_validators = {
+    "order_request": jsonschema.Draft202012Validator(ORDER_REQUEST),
+    "order_event": jsonschema.Draft202012Validator(_ORDER_EVENT),
+    "inventory_event": jsonschema.Draft202012Validator(_INVENTORY_EVENT),
+}
+_bulk_validators: dict[int, jsonschema.Draft202012Validator] = {}
+
+
+def _check(validator: jsonschema.Draft202012Validator, doc) -> None:
+    # bool is an int in Python and in JSON Schema's eyes an integer is not; reject it explicitly.
+    if isinstance(doc, dict):
+        for key in ("qty", "n", "seed"):
+            if isinstance(doc.get(key), bool):
+                raise ValidationError(f"'{key}': must be an integer, not a boolean")
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path)
+        msg = error.message
+        if error.validator == "additionalProperties":
+            msg = "unknown field: " + msg.split("(")[-1].rstrip(")").replace(" was unexpected", "")
+        raise ValidationError(f"'{where}': {msg}" if where else msg)
+
+
+def validate_order_request(doc) -> dict:
+    """Validate a POST /order body; returns it unchanged or raises ValidationError."""
+    _check(_validators["order_request"], doc)
+    return doc
+
+
+def validate_bulk_request(doc, max_n: int) -> dict:
+    """Validate a POST /orders/bulk body against the cap max_n."""
+    v = _bulk_validators.get(max_n)
+    if v is None:
+        v = _bulk_validators[max_n] = jsonschema.Draft202012Validator(bulk_request_schema(max_n))
+    _check(v, doc)
+    if doc["item"] == MIXED and "qty" in doc:
+        raise ValidationError("'qty': not allowed with item 'mixed' (it draws qty from 1..5)")
+    return doc
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_order(item: str, qty: int, created_ms: int | None = None) -> dict:
+    """A new order event with a fresh order_id."""
+    return {"schema": SCHEMA_VERSION, "order_id": uuid.uuid4().hex, "item": item, "qty": qty,
+            "created_ms": now_ms() if created_ms is None else created_ms}
+
+
+def bulk_orders(n: int, item: str, qty: int = 1, seed: int | None = None):
+    """Yield n order events; 'mixed' draws from CATALOG and MIXED_QTY (reproducibly with a seed)."""
+    rng = random.Random(seed)
+    lo, hi = MIXED_QTY
+    for _ in range(n):
+        if item == MIXED:
+            ev = new_order(rng.choice(CATALOG), rng.randint(lo, hi))
+        else:
+            ev = new_order(item, qty)
+        if seed is not None:
+            # Reproducible ids too, so a seeded bulk is the same data every time.
+            ev["order_id"] = uuid.UUID(int=rng.getrandbits(128), version=4).hex
+        yield ev
+
+
+def encode(event: dict) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class DecodeError(Exception):
+    """A record that is not a valid event: the reason goes into the dead-letter headers."""
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _decode(raw: bytes | None, kind: str) -> dict:
+    if raw is None:
+        raise DecodeError("empty record (null value)")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DecodeError("not a JSON object")
+    if doc.get("schema") != SCHEMA_VERSION:
+        raise DecodeError(f"unknown schema version: {doc.get('schema')!r}")
+    try:
+        _check(_validators[kind], doc)
+    except ValidationError as exc:
+        raise DecodeError(f"invalid {kind.replace('_', ' ')}: {exc}") from None
+    return doc
+
+
+def decode_order(raw: bytes | None) -> dict:
+    """Parse and validate an OrderEvents record value, or raise DecodeError."""
+    return _decode(raw, "order_event")
+
+
+def decode_inventory(raw: bytes | None) -> dict:
+    """Parse and validate an InventoryEvents record value, or raise DecodeError."""
+    return _decode(raw, "inventory_event")

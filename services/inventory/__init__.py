@@ -1,0 +1,1 @@
+"""inventory-consumer: OrderEvents -> InventoryEvents, exactly once."""

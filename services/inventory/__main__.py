@@ -1,0 +1,23 @@
+"""python -m services.inventory: run one inventory-consumer instance until SIGTERM."""
+from __future__ import annotations
+
+import logging
+import signal
+
+from services.common.config import Config
+from services.inventory.worker import InventoryWorker
+
+
+def main() -> None:
+    cfg = Config.from_env()
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    worker = InventoryWorker(cfg)
+    # SIGTERM finishes the current transaction, then leaves the group cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop_event.set())
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()

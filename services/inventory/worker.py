@@ -1,0 +1,166 @@
+"""The inventory worker: transactional consume-transform-produce, so each order is processed exactly once.
+
+Per poll batch: begin a transaction, write one InventoryEvents record per order (or a
+dead letter), add the consumed offsets to the same transaction, commit. A crash anywhere
+aborts the open transaction (the next init_transactions with our transactional_id fences
+it), so output and offsets move together. Stock is rebuilt from committed InventoryEvents
+whenever a partition is assigned, so it always matches the committed offsets.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kafka import TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from services.common import events, kafka_clients
+from services.common.config import Config
+from services.common.events import DecodeError
+from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, ORDER_EVENTS
+from services.inventory.stock import inventory_event, reserve, stock_from_events
+
+log = logging.getLogger(__name__)
+GROUP = "inventory-grp"
+
+
+def dead_letter_headers(error: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    """Headers of a dead-letter record: why it failed and where it came from."""
+    return [("dlq.error", error.encode()[:1000]), ("dlq.source.topic", topic.encode()),
+            ("dlq.source.partition", str(partition).encode()), ("dlq.source.offset", str(offset).encode())]
+
+
+def read_partition(consumer, tp: TopicPartition, decode, timeout_s: float = 120.0):
+    """Yield decoded records of tp from the beginning up to its current (read_committed) end."""
+    consumer.assign([tp])
+    end = consumer.end_offsets([tp])[tp]
+    consumer.seek_to_beginning(tp)
+    deadline = time.monotonic() + timeout_s
+    while consumer.position(tp) < end:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reading {tp} to offset {end} took over {timeout_s}s")
+        for recs in consumer.poll(timeout_ms=500, max_records=5000).values():
+            for rec in recs:
+                if rec.offset >= end:
+                    break
+                try:
+                    yield decode(rec.value)
+                except DecodeError:
+                    continue
+
+
+class InventoryWorker:
+    """One inventory-consumer instance; INSTANCE_ID makes its transactional_id stable across restarts."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.stop_event = threading.Event()
+        self.stock: dict[int, dict[str, int]] = {}   # warehouse (partition) -> item -> units left
+        self.processed = 0
+        self.dead_letters = 0
+        self.transactional_id = f"inventory-consumer-{cfg.instance_id}"
+        # A transaction spans at most COMMIT_INTERVAL_MS of work, so lag moves smoothly
+        # even when THROTTLE_MS slows every event down.
+        per_event = max(cfg.throttle_ms, 0)
+        self.batch = max(1, cfg.commit_interval_ms // per_event) if per_event else 500
+
+    def run(self) -> None:
+        cfg = self.cfg
+        self.producer = kafka_clients.producer(cfg, transactional_id=self.transactional_id,
+                                               client_id=self.transactional_id)
+        # Fences any earlier incarnation with our id and aborts its open transaction.
+        self.producer.init_transactions()
+        self.consumer = kafka_clients.consumer(cfg, group_id=GROUP, client_id=self.transactional_id,
+                                               max_poll_records=self.batch)
+        self.reader = kafka_clients.consumer(cfg, group_id=None, client_id=self.transactional_id + "-rebuild")
+        self.consumer.subscribe([ORDER_EVENTS], listener=_Rebalance(self))
+        log.info("inventory-consumer started id=%s throttle_ms=%d batch=%d",
+                 self.transactional_id, cfg.throttle_ms, self.batch)
+        last_log = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                batch = self.consumer.poll(timeout_ms=200, max_records=self.batch)
+                if batch:
+                    self.process(batch)
+                if time.monotonic() - last_log > 10:
+                    last_log = time.monotonic()
+                    log.info("progress processed=%d dead_letters=%d partitions=%s",
+                             self.processed, self.dead_letters, sorted(self.stock))
+        finally:
+            self.consumer.close()
+            self.reader.close()
+            self.producer.close(timeout=5)
+            log.info("inventory-consumer stopped processed=%d", self.processed)
+
+    def rebuild(self, partitions) -> None:
+        """Load each newly assigned warehouse's stock from committed InventoryEvents."""
+        for tp in partitions:
+            t0 = time.monotonic()
+            self.stock[tp.partition] = stock_from_events(
+                read_partition(self.reader, TopicPartition(INVENTORY_EVENTS, tp.partition), events.decode_inventory))
+            log.info("stock rebuilt warehouse=%d items=%d in %.2fs", tp.partition,
+                     len(self.stock[tp.partition]), time.monotonic() - t0)
+
+    def process(self, batch) -> None:
+        """Process one poll batch inside one transaction."""
+        prod, cfg = self.producer, self.cfg
+        saved = {tp.partition: dict(self.stock.get(tp.partition, {})) for tp in batch}
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        n = dead = 0
+        prod.begin_transaction()
+        try:
+            for tp, records in batch.items():
+                stock = self.stock.setdefault(tp.partition, {})
+                for rec in records:
+                    if cfg.throttle_ms:
+                        time.sleep(cfg.throttle_ms / 1000)
+                    try:
+                        order = events.decode_order(rec.value)
+                    except DecodeError as exc:
+                        prod.send(DLQ_FOR[ORDER_EVENTS], key=rec.key, value=rec.value,
+                                  headers=dead_letter_headers(str(exc), rec.topic, rec.partition, rec.offset))
+                        log.warning("dead letter topic=%s partition=%d offset=%d error=%s",
+                                    rec.topic, rec.partition, rec.offset, exc)
+                        dead += 1
+                    else:
+                        status, left = reserve(stock, order["item"], order["qty"], cfg.initial_stock)
+                        out = inventory_event(order, tp.partition, status, left, events.now_ms())
+                        # Same partition number as the order: warehouse p's history lives in partition p.
+                        prod.send(INVENTORY_EVENTS, key=order["order_id"].encode(), value=events.encode(out),
+                                  partition=tp.partition)
+                    offsets[tp] = OffsetAndMetadata(rec.offset + 1, "", -1)
+                    n += 1
+            prod.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+            prod.commit_transaction()
+        except KafkaError as exc:
+            log.warning("transaction failed, aborting and rewinding: %r", exc)
+            self.stock.update(saved)
+            try:
+                prod.abort_transaction()
+            except KafkaError:
+                # Fenced or fatally broken: exit and let the restart (a new incarnation) recover.
+                log.exception("abort failed; exiting so a restart recovers")
+                raise
+            for tp, records in batch.items():
+                self.consumer.seek(tp, records[0].offset)
+            return
+        self.processed += n - dead
+        self.dead_letters += dead
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: InventoryWorker):
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked):
+        # No transaction is open here: each one ends before the next poll().
+        for tp in revoked:
+            self.worker.stock.pop(tp.partition, None)
+        log.info("partitions revoked %s", sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned):
+        log.info("partitions assigned %s", sorted(tp.partition for tp in assigned))
+        self.worker.rebuild(assigned)

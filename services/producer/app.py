@@ -1,0 +1,144 @@
+"""producer-order: POST /order, POST /orders/bulk, GET /stats. Answers 2xx only for acknowledged events."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+
+from flask import Blueprint, Flask, current_app, jsonify
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from services.common import events, kafka_clients
+from services.common.config import Config
+from services.common.http import ApiError, init_app, json_body
+from services.common.topics import ORDER_EVENTS
+from services.producer.stats import ProducerStats
+
+log = logging.getLogger(__name__)
+bp = Blueprint("orders", __name__)
+
+
+class OrderSender:
+    """Owns the Kafka producer: built lazily, so a service started before the broker still answers."""
+
+    def __init__(self, cfg: Config, producer=None):
+        self.cfg = cfg
+        self._producer = producer
+        self._lock = threading.Lock()
+        self.stats = ProducerStats()
+
+    def producer(self):
+        if self._producer is None:
+            with self._lock:
+                if self._producer is None:
+                    try:
+                        self._producer = kafka_clients.producer(self.cfg, client_id="producer-order")
+                    except KafkaError as exc:
+                        raise ApiError(503, f"Kafka unavailable: {exc.__class__.__name__}") from None
+        return self._producer
+
+    def send_batch(self, orders) -> dict:
+        """Send every order, wait for the broker's acknowledgement, and count what was acked."""
+        prod = self.producer()
+        timeout_s = self.cfg.kafka_timeout_ms * 3 / 1000
+        sent: list[tuple[float, object, str]] = []
+        acked_at: dict[int, float] = {}
+        first_error: str | None = None
+        t0 = time.perf_counter()
+        for i, ev in enumerate(orders):
+            t_send = time.perf_counter()
+            try:
+                fut = prod.send(ORDER_EVENTS, key=ev["order_id"].encode(), value=events.encode(ev))
+            except KafkaTimeoutError as exc:
+                # No metadata within max_block_ms: the broker is down; stop sending.
+                first_error = f"Kafka unavailable: {exc}"
+                break
+            # The callback runs on the producer's I/O thread when the broker acks.
+            fut.add_callback(lambda _md, i=i: acked_at.__setitem__(i, time.perf_counter()))
+            sent.append((t_send, fut, ev["order_id"]))
+        try:
+            prod.flush(timeout=timeout_s)
+        except KafkaTimeoutError as exc:
+            first_error = first_error or f"Kafka did not acknowledge in time: {exc}"
+        t_end = time.perf_counter()
+        partitions: Counter[int] = Counter()
+        latencies: list[float] = []
+        acked: list[dict] = []
+        failed = 0
+        for i, (t_send, fut, order_id) in enumerate(sent):
+            if fut.succeeded():
+                md = fut.value
+                partitions[md.partition] += 1
+                latencies.append((acked_at.get(i, t_end) - t_send) * 1000)
+                acked.append({"order_id": order_id, "partition": md.partition, "offset": md.offset})
+            else:
+                failed += 1
+                if first_error is None and fut.is_done:
+                    first_error = f"Kafka error: {fut.exception!r}"
+        self.stats.record_acks(partitions, latencies, errors=failed)
+        return {"acked": acked, "partitions": partitions, "failed": failed,
+                "error": first_error, "duration_s": t_end - t0}
+
+    def close(self):
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+
+
+def _sender() -> OrderSender:
+    return current_app.extensions["order_sender"]
+
+
+@bp.post("/order")
+def post_order():
+    body = events.validate_order_request(json_body())
+    ev = events.new_order(body["item"], body["qty"])
+    result = _sender().send_batch([ev])
+    if not result["acked"]:
+        raise ApiError(503, result["error"] or "Kafka did not acknowledge the event", produced=0)
+    return jsonify(result["acked"][0]), 201
+
+
+@bp.post("/orders/bulk")
+def post_bulk():
+    sender = _sender()
+    body = events.validate_bulk_request(json_body(), sender.cfg.max_bulk_n)
+    n = body["n"]
+    orders = events.bulk_orders(n, body["item"], qty=body.get("qty", 1), seed=body.get("seed"))
+    result = sender.send_batch(orders)
+    produced = len(result["acked"])
+    duration = result["duration_s"]
+    summary = {
+        "requested": n,
+        "produced": produced,
+        "failed": n - produced,
+        "item": body["item"],
+        "duration_s": round(duration, 4),
+        "events_per_s": round(produced / duration, 1) if duration > 0 else 0.0,
+        "by_partition": {str(p): c for p, c in sorted(result["partitions"].items())},
+    }
+    if produced < n:
+        # Some events were not acknowledged: never a 2xx for those.
+        summary["error"] = result["error"] or "some events were not acknowledged"
+        log.warning("bulk partially failed produced=%d requested=%d error=%s", produced, n, summary["error"])
+        return jsonify(summary), 503
+    sender.stats.record_bulk(summary)
+    log.info("bulk produced=%d duration_s=%.3f eps=%.0f", produced, duration, summary["events_per_s"])
+    return jsonify(summary), 201
+
+
+@bp.get("/stats")
+def get_stats():
+    return jsonify(_sender().stats.snapshot())
+
+
+def create_app(config: Config | None = None, producer=None) -> Flask:
+    """The producer-order app; pass a Config and/or a KafkaProducer, or both come from the environment."""
+    cfg = config or Config.from_env()
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    app = Flask(__name__)
+    init_app(app, cfg, "producer-order")
+    app.extensions["order_sender"] = OrderSender(cfg, producer)
+    app.register_blueprint(bp)
+    return app

@@ -1,0 +1,40 @@
+"""Shared fixtures. Integration tests get one real embedded stack per session, on free ports in a temp dir."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+import requests
+
+from lab.stack import Stack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_stack(home, **env) -> Stack:
+    """A stack of its own: temp state dir, free ports, so it never meets a running lab stack."""
+    return Stack(home=home, kafka_port=free_port(), controller_port=free_port(),
+                 producer_port=free_port(), analytics_port=free_port(), env=env,
+                 progress=lambda msg: print(msg, flush=True))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """A running embedded stack: real Kafka broker (KRaft), topics, the three services."""
+    s = make_stack(tmp_path_factory.mktemp("lab-stack"), INITIAL_STOCK=1_000_000)
+    try:
+        s.up()
+        yield s
+    finally:
+        s.down()
+
+
+@pytest.fixture(scope="session")
+def http():
+    """A requests session for the services."""
+    with requests.Session() as session:
+        yield session
