@@ -36,9 +36,10 @@ class LagReader:
                 rows = lag.group_lag(self._admin, INVENTORY_GROUP, [ORDER_EVENTS], self._peek)
                 rows += lag.group_lag(self._admin, ANALYTICS_GROUP, TOPICS, self._peek)
                 return [r.as_dict() for r in rows]
-            except KafkaError as exc:
+            except Exception as exc:  # noqa: BLE001 - lag is an extra; /metrics must still answer
+                log.warning("lag read failed: %r", exc)
                 self.close()
-                raise ApiError(503, f"Kafka unavailable: {exc.__class__.__name__}") from None
+                raise ApiError(503, f"lag unavailable: {exc.__class__.__name__}: {exc}") from None
 
     def close(self):
         for c in (self._admin, self._peek):

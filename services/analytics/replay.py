@@ -44,7 +44,7 @@ class Replayer:
         try:
             tps = [TopicPartition(t, p) for t in TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())]
             # The end offsets now are where the replay stops, so it ends while traffic goes on.
-            ends = consumer.end_offsets(tps)
+            ends = kafka_clients.end_offsets(consumer, tps)
             state = MetricsState()
             n = read_into(consumer, ends, state)
             # Commit the final positions so the disposable group is a real group...

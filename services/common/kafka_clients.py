@@ -1,6 +1,8 @@
 """Kafka client factories: every producer, consumer and admin client is built here, from Config."""
 from __future__ import annotations
 
+import time
+
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from services.common.config import Config
@@ -45,3 +47,20 @@ def consumer(cfg: Config, *, group_id: str | None, client_id: str = "lab", **ext
 def admin(cfg: Config, *, client_id: str = "lab-admin") -> KafkaAdminClient:
     return KafkaAdminClient(bootstrap_servers=cfg.bootstrap, client_id=client_id,
                             request_timeout_ms=cfg.kafka_timeout_ms * 2)
+
+
+def end_offsets(consumer, tps, attempts: int = 10) -> dict:
+    """consumer.end_offsets (the last stable offset for read_committed), retried.
+
+    kafka-python 3.0.12 raises KeyError when a partition's leader is not yet in its
+    metadata (just after start or a broker restart); a metadata refresh cures it.
+    """
+    for attempt in range(attempts):
+        try:
+            return consumer.end_offsets(list(tps))
+        except KeyError:
+            if attempt == attempts - 1:
+                raise
+            consumer._client.cluster.request_update()
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")

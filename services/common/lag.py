@@ -58,7 +58,8 @@ def group_lag(admin, group: str, topics, peek_consumer=None, now_ms: int | None 
         from_ = pos if pos is not None else starts[tp]
         rows[tp] = {"committed": pos, "from": from_, "end": ends[tp]}
     lagging = [tp for tp, r in rows.items() if r["end"] > r["from"]]
-    first = peek_first_records(peek_consumer, {tp: rows[tp]["from"] for tp in lagging}) if peek_consumer else {}
+    first = (peek_first_records(peek_consumer, {tp: rows[tp]["from"] for tp in lagging}, ends)
+             if peek_consumer else {})
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     out = []
     for tp, r in sorted(rows.items(), key=lambda kv: (kv[0].topic, kv[0].partition)):
@@ -75,14 +76,14 @@ def group_lag(admin, group: str, topics, peek_consumer=None, now_ms: int | None 
     return out
 
 
-def peek_first_records(consumer, positions: dict[TopicPartition, int], timeout_s: float = 2.0) -> dict:
+def peek_first_records(consumer, positions: dict[TopicPartition, int], ends: dict[TopicPartition, int],
+                       timeout_s: float = 2.0) -> dict:
     """{tp: (offset, timestamp_ms)} of the first committed data record at or after each position."""
     if not positions:
         return {}
     consumer.assign(list(positions))
     for tp, off in positions.items():
         consumer.seek(tp, off)
-    ends = consumer.end_offsets(list(positions))
     found: dict = {}
     deadline = time.monotonic() + timeout_s
     pending = set(positions)

@@ -36,7 +36,7 @@ def dead_letter_headers(error: str, topic: str, partition: int, offset: int) -> 
 def read_partition(consumer, tp: TopicPartition, decode, timeout_s: float = 120.0):
     """Yield decoded records of tp from the beginning up to its current (read_committed) end."""
     consumer.assign([tp])
-    end = consumer.end_offsets([tp])[tp]
+    end = kafka_clients.end_offsets(consumer, [tp])[tp]
     consumer.seek_to_beginning(tp)
     deadline = time.monotonic() + timeout_s
     while consumer.position(tp) < end:

@@ -1,0 +1,95 @@
+"""Request validation and record decoding: every bad input is named, nothing bad gets through."""
+import json
+
+import pytest
+
+from services.common import events
+from services.common.events import DecodeError, ValidationError
+
+
+@pytest.mark.parametrize("body", [
+    {"item": "pizza", "qty": 1},
+    {"item": "unicorn", "qty": events.MAX_QTY},
+    {"item": "x" * events.MAX_ITEM_LEN, "qty": 3},
+])
+def test_valid_order_requests(body):
+    assert events.validate_order_request(body) == body
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"qty": 1}, "'item' is a required property"),
+    ({"item": "pizza"}, "'qty' is a required property"),
+    ({"item": "pizza", "qty": 1, "colour": "red"}, "unknown field: 'colour'"),
+    ({"item": "", "qty": 1}, "item"),
+    ({"item": "  ", "qty": 1}, "item"),
+    ({"item": "x" * (events.MAX_ITEM_LEN + 1), "qty": 1}, "item"),
+    ({"item": 7, "qty": 1}, "item"),
+    ({"item": "pizza", "qty": 0}, "qty"),
+    ({"item": "pizza", "qty": -2}, "qty"),
+    ({"item": "pizza", "qty": 1.5}, "qty"),
+    ({"item": "pizza", "qty": "1"}, "qty"),
+    ({"item": "pizza", "qty": True}, "boolean"),
+    ({"item": "pizza", "qty": events.MAX_QTY + 1}, "qty"),
+])
+def test_invalid_order_requests_name_the_problem(body, fragment):
+    with pytest.raises(ValidationError) as err:
+        events.validate_order_request(body)
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("body", [
+    {"n": 1, "item": "mixed"},
+    {"n": 100, "item": "mixed", "seed": 7},
+    {"n": 5, "item": "pizza", "qty": 3},
+    {"n": 10, "item": "unicorn"},
+])
+def test_valid_bulk_requests(body):
+    assert events.validate_bulk_request(body, max_n=100) == body
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"item": "mixed"}, "'n' is a required property"),
+    ({"n": 0, "item": "mixed"}, "n"),
+    ({"n": 101, "item": "mixed"}, "maximum of 100"),
+    ({"n": "10", "item": "mixed"}, "n"),
+    ({"n": True, "item": "mixed"}, "boolean"),
+    ({"n": 10, "item": "mixed", "qty": 2}, "not allowed with item 'mixed'"),
+    ({"n": 10, "item": "mixed", "extra": 1}, "unknown field"),
+])
+def test_invalid_bulk_requests(body, fragment):
+    with pytest.raises(ValidationError) as err:
+        events.validate_bulk_request(body, max_n=100)
+    assert fragment in str(err.value)
+
+
+def test_mixed_bulk_draws_from_catalog_and_is_reproducible_with_a_seed():
+    a = list(events.bulk_orders(200, "mixed", seed=42))
+    b = list(events.bulk_orders(200, "mixed", seed=42))
+    strip = lambda evs: [(e["order_id"], e["item"], e["qty"]) for e in evs]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert {e["item"] for e in a} <= set(events.CATALOG)
+    assert len({e["item"] for e in a}) == len(events.CATALOG)
+    lo, hi = events.MIXED_QTY
+    assert all(lo <= e["qty"] <= hi for e in a)
+    assert len({e["order_id"] for e in a}) == 200
+
+
+def test_order_round_trip():
+    ev = events.new_order("pizza", 2)
+    assert events.decode_order(events.encode(ev)) == ev
+    assert set(ev) == {"schema", "order_id", "item", "qty", "created_ms"}
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    (None, "null"),
+    (b"\xff\xfe", "not JSON"),
+    (b"not json", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (json.dumps({"schema": 2, "order_id": "a", "item": "x", "qty": 1, "created_ms": 1}).encode(), "schema version"),
+    (json.dumps({"schema": 1, "item": "x", "qty": 1, "created_ms": 1}).encode(), "order_id"),
+    (json.dumps({"schema": 1, "order_id": "a", "item": "x", "qty": "many", "created_ms": 1}).encode(), "qty"),
+])
+def test_malformed_records_are_decode_errors(raw, fragment):
+    with pytest.raises(DecodeError) as err:
+        events.decode_order(raw)
+    assert fragment in str(err.value)
