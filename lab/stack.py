@@ -13,15 +13,9 @@ from pathlib import Path
 
 import requests
 
-from lab import paths, processes
+from lab import paths, processes, topology
 from lab.broker import EmbeddedBroker
-
-KAFKA = "kafka"
-PRODUCER = "producer-order"
-INVENTORY = "inventory-consumer"
-ANALYTICS = "analytics-consumer"
-SERVICES = (KAFKA, PRODUCER, INVENTORY, ANALYTICS)
-APP_SERVICES = (PRODUCER, INVENTORY, ANALYTICS)
+from lab.topology import ANALYTICS, APP_SERVICES, INVENTORY, KAFKA, PRODUCER, SERVICES  # noqa: F401 (re-exported)
 
 
 class StackError(RuntimeError):
@@ -32,10 +26,10 @@ class StackError(RuntimeError):
 class Stack:
     """One embedded stack whose state (data, logs, pid files) lives under home."""
     home: Path = paths.STATE_DIR
-    kafka_port: int = 9092
-    controller_port: int = 9093
-    producer_port: int = 7001
-    analytics_port: int = 7002
+    kafka_port: int = topology.KAFKA_PORT
+    controller_port: int = topology.KAFKA_CONTROLLER_PORT
+    producer_port: int = topology.HTTP_PORTS[PRODUCER]
+    analytics_port: int = topology.HTTP_PORTS[ANALYTICS]
     external_bootstrap: str | None = None   # KAFKA_BOOTSTRAP: use that cluster, start no broker
     env: dict = field(default_factory=dict)  # extra environment for every service
     progress: object = print
@@ -46,10 +40,10 @@ class Stack:
         e = os.environ if environ is None else environ
         return cls(
             home=Path(e.get("LAB_HOME", paths.STATE_DIR)),
-            kafka_port=int(e.get("KAFKA_PORT", 9092)),
-            controller_port=int(e.get("KAFKA_CONTROLLER_PORT", 9093)),
-            producer_port=int(e.get("PRODUCER_PORT", 7001)),
-            analytics_port=int(e.get("ANALYTICS_PORT", 7002)),
+            kafka_port=int(e.get("KAFKA_PORT", topology.KAFKA_PORT)),
+            controller_port=int(e.get("KAFKA_CONTROLLER_PORT", topology.KAFKA_CONTROLLER_PORT)),
+            producer_port=int(e.get("PRODUCER_PORT", topology.HTTP_PORTS[PRODUCER])),
+            analytics_port=int(e.get("ANALYTICS_PORT", topology.HTTP_PORTS[ANALYTICS])),
             external_bootstrap=e.get("KAFKA_BOOTSTRAP") or None,
             **kw,
         )
@@ -135,18 +129,13 @@ class Stack:
         }
 
     def _command(self, service: str) -> list[str]:
-        bindir = Path(sys.executable).parent
-        gunicorn = [str(bindir / "gunicorn"), "--workers", "1", "--worker-class", "gthread",
-                    "--timeout", "300", "--graceful-timeout", "10", "--log-level", "warning"]
-        if service == PRODUCER:
-            return [*gunicorn, "--threads", "16", "--bind", f"127.0.0.1:{self.producer_port}",
-                    "services.producer.app:create_app()"]
-        if service == ANALYTICS:
-            return [*gunicorn, "--threads", "8", "--bind", f"127.0.0.1:{self.analytics_port}",
-                    "services.analytics.app:create_app()"]
-        if service == INVENTORY:
-            return [sys.executable, "-m", "services.inventory"]
-        raise StackError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        # The same commands the compose file runs (lab/topology.py), bound to loopback.
+        port = {PRODUCER: self.producer_port, ANALYTICS: self.analytics_port}.get(service)
+        try:
+            return topology.command(service, host="127.0.0.1", port=port, python=sys.executable,
+                                    gunicorn=str(Path(sys.executable).parent / "gunicorn"))
+        except ValueError as exc:
+            raise StackError(str(exc)) from None
 
     def _start(self, service: str, overrides: dict, instances: int) -> None:
         running = self._pids(service)
