@@ -12,6 +12,7 @@ from services.analytics.replay import Replayer, ReplayBusy
 from services.common import kafka_clients, lag
 from services.common.config import Config
 from services.common.http import ApiError, init_app
+from services.common.prometheus import export_analytics
 from services.common.topics import ORDER_EVENTS
 from services.inventory.worker import GROUP as INVENTORY_GROUP
 
@@ -84,10 +85,11 @@ def create_app(config: Config | None = None, start_consumer: bool = True) -> Fla
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     app = Flask(__name__)
-    init_app(app, cfg, "analytics-consumer")
+    registry = init_app(app, cfg, "analytics-consumer")
     live = LiveMetrics(cfg)
     app.extensions["live_metrics"] = live.start() if start_consumer else live
     app.extensions["replayer"] = Replayer(cfg)
     app.extensions["lag_reader"] = LagReader(cfg)
+    export_analytics(registry, live, lambda: app.extensions["lag_reader"].read())
     app.register_blueprint(bp)
     return app

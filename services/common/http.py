@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from services.common.config import Config
 from services.common.events import ValidationError
+from services.common.prometheus import PATH as PROMETHEUS_PATH
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def init_app(app: Flask, cfg: Config, service: str) -> CollectorRegistry:
     def healthz():
         return jsonify({"status": "ok", "service": service})
 
-    @app.get("/metrics/prometheus")
+    @app.get(PROMETHEUS_PATH)
     def prometheus():
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 

@@ -12,6 +12,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from services.common import events, kafka_clients
 from services.common.config import Config
 from services.common.http import ApiError, init_app, json_body
+from services.common.prometheus import export_producer
 from services.common.topics import ORDER_EVENTS
 from services.producer.stats import ProducerStats
 
@@ -138,7 +139,8 @@ def create_app(config: Config | None = None, producer=None) -> Flask:
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     app = Flask(__name__)
-    init_app(app, cfg, "producer-order")
+    registry = init_app(app, cfg, "producer-order")
     app.extensions["order_sender"] = OrderSender(cfg, producer)
+    export_producer(registry, app.extensions["order_sender"].stats)
     app.register_blueprint(bp)
     return app
