@@ -111,9 +111,10 @@ class Stack:
     def ensure_topics(self) -> None:
         from services.common import kafka_clients
         from services.common.topics import ensure_topics
-        admin = kafka_clients.admin(self.service_config())
+        cfg = self.service_config()
+        admin = kafka_clients.admin(cfg)
         try:
-            created = ensure_topics(admin)
+            created = ensure_topics(admin, replication_factor=cfg.topic_replication_factor)
         finally:
             admin.close()
         if created:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, fields
 
 
@@ -14,6 +15,8 @@ ENV_DEFAULTS: dict[str, str] = {
     "ANALYTICS_HOST": "127.0.0.1",
     "ANALYTICS_PORT": "7002",
     "THROTTLE_MS": "0",
+    # inventory-consumer's transactional_id suffix; empty means the host name, which is
+    # unique per container replica (compose --scale) and kept across a container's restarts.
     "INSTANCE_ID": "0",
     "INITIAL_STOCK": "2000",
     "COMMIT_INTERVAL_MS": "200",
@@ -23,6 +26,8 @@ ENV_DEFAULTS: dict[str, str] = {
     "MAX_BODY_BYTES": "4096",
     "KAFKA_TIMEOUT_MS": "5000",
     "LOG_LEVEL": "INFO",
+    # Replicas of topics that ./run_all.sh up creates; 3 on a real multi-broker cluster.
+    "TOPIC_REPLICATION_FACTOR": "1",
 }
 
 
@@ -38,7 +43,7 @@ class Config:
     analytics_host: str
     analytics_port: int
     throttle_ms: int
-    instance_id: int
+    instance_id: str
     initial_stock: int
     commit_interval_ms: int
     analytics_rebuild: bool
@@ -47,6 +52,7 @@ class Config:
     max_body_bytes: int
     kafka_timeout_ms: int
     log_level: str
+    topic_replication_factor: int
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Config":
@@ -60,7 +66,7 @@ class Config:
             analytics_host=raw["ANALYTICS_HOST"],
             analytics_port=int(raw["ANALYTICS_PORT"]),
             throttle_ms=int(raw["THROTTLE_MS"]),
-            instance_id=int(raw["INSTANCE_ID"]),
+            instance_id=raw["INSTANCE_ID"].strip() or socket.gethostname(),
             initial_stock=int(raw["INITIAL_STOCK"]),
             commit_interval_ms=int(raw["COMMIT_INTERVAL_MS"]),
             analytics_rebuild=_flag(raw["ANALYTICS_REBUILD"]),
@@ -69,6 +75,7 @@ class Config:
             max_body_bytes=int(raw["MAX_BODY_BYTES"]),
             kafka_timeout_ms=int(raw["KAFKA_TIMEOUT_MS"]),
             log_level=raw["LOG_LEVEL"],
+            topic_replication_factor=int(raw["TOPIC_REPLICATION_FACTOR"]),
         )
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
