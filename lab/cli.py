@@ -9,6 +9,7 @@ import sys
 
 from lab import paths
 from lab.broker import BrokerStartError, PrerequisiteError
+from lab.compose import ComposeStack
 from lab.stack import SERVICES, Stack, StackError
 
 USAGE = """./run_all.sh [COMMAND] [options]
@@ -21,6 +22,9 @@ USAGE = """./run_all.sh [COMMAND] [options]
   restart SERVICE [VAR=VALUE ...] [--instances N]
                       restart one service with environment overrides
   test [PYTEST ARGS]  the test suite (starts its own broker on free ports)
+
+  --compose           anywhere: the same commands on the docker-compose.yml stack
+                      (needs Docker Engine with Compose v2; see docs/README-compose.md)
 """
 
 
@@ -36,20 +40,25 @@ def _kv(pairs: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    compose = "--compose" in argv
+    if compose:
+        argv.remove("--compose")
+        # Notebooks and other child processes pick the same stack (lab.compose.stack_from_env).
+        os.environ["LAB_STACK"] = "compose"
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
     command = argv[0] if argv and not argv[0].startswith("-") else "run"
     rest = argv[1:] if argv and not argv[0].startswith("-") else argv
     try:
-        return _dispatch(command, rest)
+        return _dispatch(command, rest, compose)
     except (PrerequisiteError, BrokerStartError, StackError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
 
-def _dispatch(command: str, rest: list[str]) -> int:
-    stack = Stack.from_env()
+def _dispatch(command: str, rest: list[str], compose: bool = False) -> int:
+    stack = ComposeStack.from_env() if compose else Stack.from_env()
     if command == "up":
         stack.up()
         st = stack.status()
@@ -72,7 +81,7 @@ def _dispatch(command: str, rest: list[str]) -> int:
             for name, row in st.items():
                 state = {True: "running", False: "stopped", None: "external"}[row["running"]]
                 extra = f" overrides={row['overrides']}" if row.get("overrides") else ""
-                pids = ",".join(map(str, row["pids"])) or "-"
+                pids = ",".join(map(str, row.get("containers", row["pids"]))) or "-"
                 print(f"{name:20} {state:8} pid={pids:14} {row['address'] or ''}{extra}")
         return 0
     if command == "logs":
@@ -80,6 +89,9 @@ def _dispatch(command: str, rest: list[str]) -> int:
         p.add_argument("service", choices=SERVICES)
         p.add_argument("-n", type=int, default=60, help="lines per log")
         args = p.parse_args(rest)
+        if compose:
+            stack.logs(args.service, args.n)
+            return 0
         from lab.processes import tail
         files = [stack.log_file(args.service)] if args.service == "kafka" else \
             sorted((stack.home / "logs").glob(f"{args.service}-*.log"))

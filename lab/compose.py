@@ -1,0 +1,258 @@
+"""Compose mode: the stack operations of lab.stack.Stack, carried out by `docker compose`.
+
+`./run_all.sh --compose ...` uses it, and so do notebooks started under it (LAB_STACK=compose).
+Host clients reach the broker on 127.0.0.1:9094 (its EXTERNAL listener) and the services on
+their usual ports; inside the compose network (the jupyter service) they use service names.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab import paths, topology
+from lab.stack import Stack, StackError
+from lab.topology import ANALYTICS, APP_SERVICES, INVENTORY, KAFKA, PRODUCER, SERVICES
+
+COMPOSE_FILE = paths.ROOT / "docker-compose.yml"
+# An environment entry the host can set: `VAR: ${VAR:-default}` (same name on both sides).
+_FROM_HOST = re.compile(r"^\$\{(\w+)(?::?-[^}]*)?\}$")
+
+
+def run_command(argv: list[str], *, env: dict, capture: bool = False) -> subprocess.CompletedProcess:
+    """Run argv from the repository root: the runner ComposeStack uses unless given another."""
+    try:
+        return subprocess.run(argv, env=env, cwd=paths.ROOT, text=True, capture_output=capture)
+    except FileNotFoundError:
+        raise StackError(f"'{argv[0]}' not found: install Docker Engine with the Compose plugin, "
+                         "or drop --compose to run the embedded stack") from None
+
+
+def host_variables(compose: dict) -> dict[str, set[str]]:
+    """For each service, the variables only it takes from the host environment.
+
+    A variable several services share (LOG_LEVEL) is set for the whole stack before `up`;
+    one service's own (THROTTLE_MS) can change with a restart of just that service.
+    """
+    uses = {name: {k for k, v in (svc.get("environment") or {}).items()
+                   if (m := _FROM_HOST.match(str(v))) and m.group(1) == k}
+            for name, svc in compose["services"].items()}
+    shared = Counter(v for names in uses.values() for v in names)
+    return {name: {v for v in names if shared[v] == 1} for name, names in uses.items()}
+
+
+@dataclass
+class ComposeStack:
+    """The compose stack; settings (overrides, instances) persist under home like Stack's."""
+    home: Path = paths.STATE_DIR
+    compose_file: Path = COMPOSE_FILE
+    in_network: bool = False      # running inside the compose network: addresses by service name
+    env: dict = field(default_factory=dict)  # extra host environment for `docker compose`
+    progress: object = print
+    run: Callable[..., subprocess.CompletedProcess] = run_command
+    producer_port: int = topology.HTTP_PORTS[PRODUCER]
+    analytics_port: int = topology.HTTP_PORTS[ANALYTICS]
+    external_bootstrap = None     # parity with Stack: compose always runs its own broker
+    _compose_checked = False
+
+    @classmethod
+    def from_env(cls, environ=None, **kw) -> "ComposeStack":
+        e = os.environ if environ is None else environ
+        in_network = e.get("LAB_STACK") == "compose-network"
+        if e.get("KAFKA_BOOTSTRAP") and not in_network:
+            raise StackError("KAFKA_BOOTSTRAP and --compose exclude each other: compose runs its own broker "
+                             "(unset KAFKA_BOOTSTRAP, or drop --compose to use that cluster)")
+        return cls(home=Path(e.get("LAB_HOME", paths.STATE_DIR)), in_network=in_network, **kw)
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        if self.in_network:
+            return f"{KAFKA}:{topology.KAFKA_PORT}"
+        return f"127.0.0.1:{topology.KAFKA_EXTERNAL_PORT}"
+
+    def _url(self, service: str, port: int) -> str:
+        return f"http://{service if self.in_network else '127.0.0.1'}:{port}"
+
+    @property
+    def producer_url(self) -> str:
+        return self._url(PRODUCER, self.producer_port)
+
+    @property
+    def analytics_url(self) -> str:
+        return self._url(ANALYTICS, self.analytics_port)
+
+    def service_config(self):
+        """A services Config pointing at this stack (for notebooks and tests that talk to Kafka)."""
+        from services.common.config import Config
+        return Config.from_env({**os.environ, "KAFKA_BOOTSTRAP": self.bootstrap,
+                                "PRODUCER_PORT": str(self.producer_port),
+                                "ANALYTICS_PORT": str(self.analytics_port)})
+
+    # -- the compose file and our settings -------------------------------------------------
+    @property
+    def compose(self) -> dict:
+        return yaml.safe_load(self.compose_file.read_text())
+
+    def container(self, service: str, instance: int = 0) -> str:
+        """Compose's name for a service's container: <project>-<service>-<n>, n from 1."""
+        return f"{self.compose['name']}-{service}-{instance + 1}"
+
+    def _settings_file(self) -> Path:
+        return self.home / "compose" / "settings.json"
+
+    def _settings(self) -> dict:
+        try:
+            saved = json.loads(self._settings_file().read_text())
+        except FileNotFoundError:
+            saved = {}
+        return {s: saved.get(s, {"overrides": {}, "instances": 1}) for s in APP_SERVICES}
+
+    def _save(self, service: str, overrides: dict, instances: int) -> None:
+        settings = self._settings()
+        settings[service] = {"overrides": overrides, "instances": instances}
+        self._settings_file().parent.mkdir(parents=True, exist_ok=True)
+        self._settings_file().write_text(json.dumps(settings, indent=2))
+
+    def _check_variables(self, service: str, names) -> None:
+        allowed = host_variables(self.compose).get(service, set())
+        unknown = sorted(set(names) - allowed)
+        if unknown:
+            raise StackError(
+                f"in compose mode {service} takes only {', '.join(sorted(allowed)) or 'no variables'} from "
+                f"a restart, not {', '.join(unknown)}: add `VAR: ${{VAR:-default}}` to its environment "
+                "in docker-compose.yml, or export shared ones before `up`")
+
+    # -- running docker compose ------------------------------------------------------------
+    def _environment(self) -> dict:
+        # Every service's saved overrides at once: their variable names are disjoint
+        # (host_variables), so each reaches only its own service.
+        merged = {k: str(v) for s in self._settings().values() for k, v in s["overrides"].items()}
+        return {**os.environ, **{k: str(v) for k, v in self.env.items()}, **merged}
+
+    def _docker(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+        if self.in_network:
+            raise StackError("inside the compose network (the jupyter service) there is no Docker: "
+                             "control the stack from the host with ./run_all.sh --compose ...")
+        argv = ["docker", *args]
+        res = self.run(argv, env=self._environment(), capture=capture)
+        if res.returncode != 0:
+            detail = (res.stderr or "").strip()[-2000:] if capture else "see the output above"
+            raise StackError(f"`{' '.join(argv)}` failed (exit {res.returncode}): {detail}")
+        return res
+
+    def _compose(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+        if not self._compose_checked:
+            self._require_compose()
+        return self._docker("compose", "-f", str(self.compose_file), *args, capture=capture)
+
+    def _require_compose(self) -> None:
+        # A docker CLI without the Compose v2 plugin (or without an engine) should say so plainly.
+        try:
+            self._docker("compose", "version", capture=True)
+        except StackError as exc:
+            first = str(exc).splitlines()[0]
+            raise StackError(f"`docker compose` (Compose v2) is not usable here: {first}. Install Docker Engine "
+                             "with the Compose plugin, or drop --compose to run the embedded stack") from None
+        self._compose_checked = True
+
+    def _scale(self) -> list[str]:
+        # Always explicit: `up` without --scale would shrink inventory-consumer back to one replica.
+        return ["--scale", f"{INVENTORY}={self._settings()[INVENTORY]['instances']}"]
+
+    # -- operations ------------------------------------------------------------------------
+    def up(self) -> None:
+        """Build the image, start whatever is not running and wait until healthy. Idempotent."""
+        self.progress(f"[compose] up: kafka, init-topics and the services ({self.compose_file.name})")
+        self._compose("up", "--build", "--detach", "--wait", "--wait-timeout", "300", *self._scale())
+        self.ensure_topics()
+
+    def ensure_topics(self) -> None:
+        """Check the topics init-topics created against services/common/topics.py (creating any missing)."""
+        Stack.ensure_topics(self)  # the embedded stack's very step, against this stack's bootstrap
+
+    def down(self, wipe: bool = False) -> None:
+        """Stop and remove every container (optional profiles too); with wipe, the broker's volume as well."""
+        profiles = sorted({p for svc in self.compose["services"].values() for p in svc.get("profiles", ())})
+        self._compose(*[a for p in profiles for a in ("--profile", p)],
+                      "down", "--remove-orphans", *(["--volumes"] if wipe else []))
+        self.progress(f"[compose] down{' (broker data deleted)' if wipe else ''}")
+
+    def restart(self, service: str, overrides: dict | None = None, instances: int = 1) -> None:
+        """Recreate one service with host-variable overrides (THROTTLE_MS) and N replicas."""
+        overrides = {k: str(v) for k, v in (overrides or {}).items()}
+        if service not in SERVICES:
+            raise StackError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        if service == KAFKA:
+            if overrides or instances != 1:
+                raise StackError("kafka takes no overrides or instances")
+            self._compose("restart", KAFKA)
+            self._compose("up", "--detach", "--wait", "--no-deps", "--no-recreate", KAFKA)
+            return
+        if instances > 1 and service != INVENTORY:
+            raise StackError(f"--instances applies to {INVENTORY} only")
+        self._check_variables(service, overrides)
+        self._save(service, overrides, instances)
+        self._compose("up", "--detach", "--wait", "--wait-timeout", "300", "--no-deps", "--force-recreate",
+                      *(self._scale() if service == INVENTORY else []), service)
+        extra = " ".join(f"{k}={v}" for k, v in overrides.items())
+        self.progress(f"[{service}] recreated{f' x{instances}' if instances > 1 else ''}"
+                      f"{f' with {extra}' if extra else ''}")
+
+    def kill(self, service: str, instance: int = 0) -> bool:
+        """SIGKILL one container; Docker does not restart what `docker kill` stopped."""
+        return self.run(["docker", "kill", "--signal", "KILL", self.container(service, instance)],
+                        env=self._environment(), capture=True).returncode == 0
+
+    def start_instance(self, service: str, instance: int) -> None:
+        """Start a killed container again, same container and so the same INSTANCE_ID (hostname)."""
+        self._docker("start", self.container(service, instance))
+
+    def logs(self, service: str, n: int = 60) -> None:
+        """Print the last n lines of every container of service."""
+        self._compose("logs", "--no-color", "--tail", str(n), service)
+
+    def status(self) -> dict:
+        """For each service: running or not, containers, health, address, overrides."""
+        rows = parse_ps(self._compose("ps", "--all", "--format", "json", capture=True).stdout)
+        settings = self._settings()
+        out = {}
+        for service in SERVICES:
+            mine = [r for r in rows if r.get("Service") == service]
+            running = [r for r in mine if r.get("State") == "running"]
+            row = {"running": bool(running), "pids": [], "containers": [r["Name"] for r in running],
+                   "health": {r["Name"]: r.get("Health") or r.get("State") for r in mine}}
+            if service == KAFKA:
+                row["address"] = self.bootstrap
+                row["external"] = False
+            else:
+                row["address"] = {PRODUCER: self.producer_url, ANALYTICS: self.analytics_url}.get(service)
+                row["instances"] = len(running)
+                row["overrides"] = settings[service]["overrides"]
+            out[service] = row
+        return out
+
+
+def parse_ps(text: str) -> list[dict]:
+    """`docker compose ps --format json`: a JSON array (Compose < 2.21) or one object per line."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def stack_from_env(environ=None, **kw):
+    """The stack LAB_STACK names (set by ./run_all.sh --compose, or the jupyter service), else the embedded one."""
+    e = os.environ if environ is None else environ
+    if e.get("LAB_STACK") in ("compose", "compose-network"):
+        return ComposeStack.from_env(e, **kw)
+    return Stack.from_env(e, **kw)
