@@ -61,6 +61,7 @@ def stop(pid_file: Path, *, timeout: float = 30.0, sig: int = signal.SIGTERM) ->
         while running_pid(pid_file) is not None:
             _reap(pid)
             time.sleep(0.05)
+    _reap(pid)
     pid_file.unlink(missing_ok=True)
     return True
 
@@ -74,6 +75,7 @@ def kill(pid_file: Path) -> bool:
     while running_pid(pid_file) is not None:
         _reap(pid)
         time.sleep(0.05)
+    _reap(pid)
     return True
 
 
