@@ -1,6 +1,7 @@
 """analytics-consumer: GET /metrics (live), POST /replay (recompute from offset 0)."""
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 
@@ -88,6 +89,10 @@ def create_app(config: Config | None = None, start_consumer: bool = True) -> Fla
     registry = init_app(app, cfg, "analytics-consumer")
     live = LiveMetrics(cfg)
     app.extensions["live_metrics"] = live.start() if start_consumer else live
+    if start_consumer:
+        # The consumer thread is a daemon: without this, a stopped worker never leaves
+        # analytics-grp and its successor gets no partitions until the 45 s session times out.
+        atexit.register(live.stop)
     app.extensions["replayer"] = Replayer(cfg)
     app.extensions["lag_reader"] = LagReader(cfg)
     export_analytics(registry, live, lambda: app.extensions["lag_reader"].read())
