@@ -32,7 +32,9 @@ def command(service: str, *, host: str, port: int | None = None,
             python: str = "python", gunicorn: str = "gunicorn") -> list[str]:
     """The argv that runs service; host:port is where an HTTP service listens."""
     if service in APP_FACTORIES:
-        return [gunicorn, "--workers", "1", "--worker-class", "gthread",
+        # No control socket: every gunicorn of a user shares ~/.gunicorn/gunicorn.ctl, so
+        # stacks side by side (tests, a second LAB_HOME) would replace each other's.
+        return [gunicorn, "--workers", "1", "--worker-class", "gthread", "--no-control-socket",
                 "--timeout", "300", "--graceful-timeout", "10", "--log-level", "warning",
                 "--threads", str(GUNICORN_THREADS[service]),
                 "--bind", f"{host}:{port or HTTP_PORTS[service]}", APP_FACTORIES[service]]
