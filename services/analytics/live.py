@@ -74,7 +74,9 @@ class LiveMetrics:
                                           max_poll_records=2000)
         dlq = kafka_clients.producer(cfg, client_id="analytics-dlq")
         try:
-            if cfg.analytics_rebuild and self.phase != "live":
+            # Rebuild on every (re)start, from a fresh state: a batch folded but not yet
+            # committed before a failure would otherwise be counted twice.
+            if cfg.analytics_rebuild:
                 self._rebuild(consumer)
             consumer.subscribe(list(TOPICS))
             self.phase, self.error = "live", None

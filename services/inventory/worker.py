@@ -68,19 +68,32 @@ class InventoryWorker:
         self.batch = max(1, cfg.commit_interval_ms // per_event) if per_event else 500
 
     def run(self) -> None:
+        """Process until stop_event; after any failure, start over with fresh clients."""
+        while not self.stop_event.is_set():
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - logged; a new incarnation recovers from Kafka's state
+                log.exception("inventory-consumer failed; starting over in 2s")
+                self.stop_event.wait(2)
+
+    def run_once(self) -> None:
         cfg = self.cfg
+        # Everything below is rebuilt from Kafka: the stock on assignment, the position from
+        # the committed offsets. Nothing from a failed incarnation is trusted.
+        self.stock = {}
         self.producer = kafka_clients.producer(cfg, transactional_id=self.transactional_id,
                                                client_id=self.transactional_id)
-        # Fences any earlier incarnation with our id and aborts its open transaction.
-        self.producer.init_transactions()
-        self.consumer = kafka_clients.consumer(cfg, group_id=GROUP, client_id=self.transactional_id,
-                                               max_poll_records=self.batch)
-        self.reader = kafka_clients.consumer(cfg, group_id=None, client_id=self.transactional_id + "-rebuild")
-        self.consumer.subscribe([ORDER_EVENTS], listener=_Rebalance(self))
-        log.info("inventory-consumer started id=%s throttle_ms=%d batch=%d",
-                 self.transactional_id, cfg.throttle_ms, self.batch)
-        last_log = time.monotonic()
+        self.consumer = self.reader = None
         try:
+            # Fences any earlier incarnation with our id and aborts its open transaction.
+            self.producer.init_transactions()
+            self.consumer = kafka_clients.consumer(cfg, group_id=GROUP, client_id=self.transactional_id,
+                                                   max_poll_records=self.batch)
+            self.reader = kafka_clients.consumer(cfg, group_id=None, client_id=self.transactional_id + "-rebuild")
+            self.consumer.subscribe([ORDER_EVENTS], listener=_Rebalance(self))
+            log.info("inventory-consumer started id=%s throttle_ms=%d batch=%d",
+                     self.transactional_id, cfg.throttle_ms, self.batch)
+            last_log = time.monotonic()
             while not self.stop_event.is_set():
                 batch = self.consumer.poll(timeout_ms=200, max_records=self.batch)
                 if batch:
@@ -90,8 +103,9 @@ class InventoryWorker:
                     log.info("progress processed=%d dead_letters=%d partitions=%s",
                              self.processed, self.dead_letters, sorted(self.stock))
         finally:
-            self.consumer.close()
-            self.reader.close()
+            for client in (self.consumer, self.reader):
+                if client is not None:
+                    client.close()
             self.producer.close(timeout=5)
             log.info("inventory-consumer stopped processed=%d", self.processed)
 

@@ -78,12 +78,21 @@ class OrderSender:
                 if first_error is None and fut.is_done:
                     first_error = f"Kafka error: {fut.exception!r}"
         self.stats.record_acks(partitions, latencies, errors=failed)
+        if failed or first_error:
+            self.reset()
         return {"acked": acked, "partitions": partitions, "failed": failed,
                 "error": first_error, "duration_s": t_end - t0}
 
-    def close(self):
-        if self._producer is not None:
-            self._producer.close(timeout=5)
+    def reset(self) -> None:
+        """Drop the producer after a failed send; the next request builds a fresh one.
+
+        An idempotent producer whose batches expired may be left in a state it does not
+        recover from; a new one (new producer id) starts clean once the broker is back.
+        """
+        with self._lock:
+            old, self._producer = self._producer, None
+        if old is not None:
+            old.close(timeout=0)
 
 
 def _sender() -> OrderSender:
