@@ -22,6 +22,9 @@ USAGE = """./run_all.sh [COMMAND] [options]
   restart SERVICE [VAR=VALUE ...] [--instances N]
                       restart one service with environment overrides
   test [PYTEST ARGS]  the test suite (starts its own broker on free ports)
+  verify [--json]     reconcile the topics independently: duplicates, gaps, stock balance
+  lab                 the stack plus JupyterLab on notebooks/ (127.0.0.1)
+  bench [--quick]     the benchmarks: service vs raw kafka-python, reports/bench.json
 
   --compose           anywhere: the same commands on the docker-compose.yml stack
                       (needs Docker Engine with Compose v2; see docs/README-compose.md)
