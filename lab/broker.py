@@ -175,7 +175,8 @@ class EmbeddedBroker:
         state = "exited" if self.running_pid() is None else f"did not answer within {timeout:.0f}s"
         raise BrokerStartError(
             f"Kafka broker {state} ({last_error or 'no answer'}). Last lines of {self.log_file}:\n"
-            + processes.tail(self.log_file) + "\n" + processes.tail(self.log_file.with_suffix(".out"), 15)
+            + processes.tail(self.log_file, 25) + "\n" + processes.tail(self.log_file.with_suffix(".out"), 15)
+            + _first_errors(self.log_file)
         )
 
     def stop(self) -> bool:
@@ -188,12 +189,22 @@ class EmbeddedBroker:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+def _first_errors(log_file: Path, n: int = 6) -> str:
+    """The first ERROR lines and their 'Caused by', which a shutdown's tail of INFO lines buries."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    picked = [ln for ln in lines if " ERROR " in ln or " FATAL " in ln or ln.startswith("Caused by:")][:n]
+    return ("\nFirst errors in the log:\n" + "\n".join(picked)) if picked else ""
+
+
 def broker_answers(bootstrap: str, timeout_ms: int = 2000) -> bool:
     """True when a broker at bootstrap answers a metadata request."""
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms,
-                             client_id="lab-readiness")
+                             bootstrap_timeout_ms=timeout_ms, client_id="lab-readiness")
     try:
         admin.list_topics()
         return True

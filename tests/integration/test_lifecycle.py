@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 
 import psutil
+import pytest
 
 from services.common.config import Config
 from services.producer.app import create_app as producer_app
@@ -53,3 +54,21 @@ def test_producer_answers_503_when_the_broker_is_unreachable():
         assert r.status_code == 503
         assert "Kafka" in r.json["error"]
     assert client.get("/healthz").status_code == 200
+
+
+def test_broker_that_cannot_start_fails_fast_with_its_log_tail(tmp_path):
+    from lab.broker import BrokerStartError, EmbeddedBroker
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        b = EmbeddedBroker(home=tmp_path, port=port, controller_port=free_port())
+        try:
+            with pytest.raises(BrokerStartError) as err:
+                b.start(timeout=60, progress=lambda _: None)
+        finally:
+            b.stop()
+    msg = str(err.value)
+    assert "Last lines of" in msg and str(b.log_file) in msg
+    assert "Address already in use" in msg or "BindException" in msg
