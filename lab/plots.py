@@ -1,0 +1,145 @@
+"""The lab's charts, drawn from recorded results (plain dicts) and saved as PNG files.
+
+Figures are built with matplotlib's object API (no pyplot), so drawing works the same
+in a notebook kernel, in run_all.sh and in tests, with no display and no global state.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+PARTITION_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+PHASE_COLOURS = {1: "#fbe3e1", 2: "#fff1d6", 3: "#e3f4e1"}
+DPI = 110
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    log.info("chart saved: %s", path)
+    return path
+
+
+STATUS_WORDS = {"WARN": "falling behind", "STALL": "stuck", "STOP": "no commits"}
+
+
+def phase_caption(ph: dict, lag: dict) -> list[str]:
+    """Three short lines over a phase: who consumes, how fast it drained, the group's status at its end."""
+    lines = [f"phase {ph['phase']}: {ph['label']}"]
+    if ph["throttle_ms"] == 0 and lag.get("caught_up_t") is not None and ph["start_t"] <= lag["caught_up_t"]:
+        lines.append(f"caught up {lag['caught_up_t'] - ph['start_t']:.0f}s after the restart")
+    elif "active_events_per_s" in ph:
+        lines.append(f"drains {ph['active_events_per_s']:,.1f} events/s")
+    if ph.get("status"):
+        st = ph["status"]
+        culprits = [f"p{p}" for p, v in st["partitions"].items() if v["status"] == st["status"]]
+        why = f" ({', '.join(culprits)} {STATUS_WORDS[st['status']]})" if st["status"] in STATUS_WORDS else ""
+        lines.append(f"status: {st['status']}{why}")
+    return lines
+
+
+def lag_chart(lag: dict, path: Path) -> Path:
+    """Per-partition and total lag over time with the three phases shaded; the oldest event's age below."""
+    samples = lag["samples"]
+    t = [s["t"] for s in samples]
+    partitions = sorted({p["partition"] for s in samples for p in s["partitions"]})
+
+    def series(p: int, field: str) -> list:
+        out = []
+        for s in samples:
+            row = next((r for r in s["partitions"] if r["partition"] == p), None)
+            out.append(None if row is None else (row[field] or 0))
+        return out
+
+    fig = Figure(figsize=(12, 7.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    for ax in (top, bottom):
+        for ph in lag["phases"]:
+            ax.axvspan(ph["start_t"], ph["end_t"], color=PHASE_COLOURS.get(ph["phase"], "#eeeeee"), zorder=0)
+            ax.axvline(ph["start_t"], color="#888888", lw=0.8, ls=":", zorder=1)
+        ax.grid(True, alpha=0.3)
+
+    for i, p in enumerate(partitions):
+        colour = PARTITION_COLOURS[i % len(PARTITION_COLOURS)]
+        top.plot(t, series(p, "lag"), color=colour, lw=1.6, label=f"partition {p}")
+        bottom.plot(t, series(p, "lag_seconds"), color=colour, lw=1.6, label=f"partition {p}")
+    top.plot(t, [s["total_lag"] for s in samples], color="black", lw=2.6, label="total")
+
+    peak = max((s["total_lag"] for s in samples), default=0)
+    top.set_ylim(0, max(1, peak) * 1.32)   # head-room for the phase captions
+    burst = lag["burst"]
+    top.axvline(lag["burst_t"], color="#c0392b", lw=1.2, ls="--")
+    top.annotate(f"burst of {burst['produced']:,} orders", xy=(lag["burst_t"], peak),
+                 xytext=(6, -4), textcoords="offset points", color="#c0392b", fontsize=9, va="top")
+    for ph in lag["phases"]:
+        top.text((ph["start_t"] + ph["end_t"]) / 2, max(1, peak) * 1.29, "\n".join(phase_caption(ph, lag)),
+                 ha="center", va="top", fontsize=9, clip_on=True)
+
+    top.set_ylabel("lag (events not yet processed)")
+    top.legend(loc="center right", fontsize=9, framealpha=0.9)
+    bottom.set_ylabel("oldest unprocessed\nevent's age (s)")
+    bottom.set_xlabel("seconds since the experiment started")
+    bottom.set_ylim(bottom=0)
+    bottom.legend(loc="upper left", fontsize=9, framealpha=0.9)
+    throttle = next((ph["throttle_ms"] for ph in lag["phases"] if ph["throttle_ms"]), 0)
+    fig.suptitle(f"Consumer lag of {lag['group']} on {lag['topic']}: {burst['produced']:,}-order burst "
+                 f"into a consumer throttled to {throttle} ms/event", fontsize=12)
+    return _save(fig, path)
+
+
+def load_chart(load: dict, path: Path) -> Path:
+    """Events/s per batch, and how each batch spread over the partitions."""
+    batches = load["batches"]
+    labels = [str(b["batch"]) for b in batches]
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    rate_ax, spread_ax = fig.subplots(1, 2)
+    bars = rate_ax.bar(labels, [b["events_per_s"] for b in batches], color="#1f77b4")
+    rate_ax.bar_label(bars, labels=[f"{b['events_per_s']:,.0f}/s\n{b['duration_s']:.2f}s" for b in batches],
+                      fontsize=8, padding=2)
+    rate_ax.set_ylim(0, max((b["events_per_s"] for b in batches), default=1) * 1.25)
+    rate_ax.set_xlabel("batch")
+    rate_ax.set_ylabel("events acknowledged per second")
+    rate_ax.set_title("producer throughput per POST /orders/bulk")
+    partitions = sorted({p for b in batches for p in b["by_partition"]}, key=int)
+    bottom = [0] * len(batches)
+    for i, p in enumerate(partitions):
+        counts = [b["by_partition"].get(p, 0) for b in batches]
+        spread_ax.bar(labels, counts, bottom=bottom, color=PARTITION_COLOURS[i % len(PARTITION_COLOURS)],
+                      label=f"partition {p}")
+        bottom = [a + c for a, c in zip(bottom, counts)]
+    spread_ax.set_xlabel("batch")
+    spread_ax.set_ylabel("events")
+    spread_ax.set_title("partition spread (keyed on order_id)")
+    spread_ax.legend(fontsize=8, loc="lower right")
+    t = load["totals"]
+    fig.suptitle(f"{t['produced']:,} events in {len(batches)} batches; analytics counted them all "
+                 f"{load['analytics_counted_after_s']:.1f}s after the first batch" if load["analytics_counted"]
+                 else f"{t['produced']:,} events in {len(batches)} batches; analytics did NOT count them all",
+                 fontsize=11)
+    return _save(fig, path)
+
+
+def replay_chart(demo: dict, path: Path) -> Path:
+    """orders_total and inventory_events_total through the replay-matters demo."""
+    stages = [("live, just\nafter reset", demo["after_reset"]), ("live, after\nnew orders", demo["drifted"]),
+              ("true (read from\nthe topics)", demo["truth"]), ("POST /replay\nafter", demo["replay"]["after"]),
+              ("live, after a\nnormal restart", demo["restored"])]
+    metrics = ("orders_total", "inventory_events_total")
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax = fig.subplots()
+    width = 0.38
+    for i, metric in enumerate(metrics):
+        xs = [k + (i - 0.5) * width for k in range(len(stages))]
+        bars = ax.bar(xs, [s[metric] for _, s in stages], width, label=metric,
+                      color=PARTITION_COLOURS[i])
+        ax.bar_label(bars, labels=[f"{s[metric]:,}" for _, s in stages], fontsize=8, padding=2)
+    ax.set_xticks(range(len(stages)), [name for name, _ in stages], fontsize=9)
+    ax.set_ylabel("events counted")
+    ax.set_ylim(0, max(s[m] for _, s in stages for m in metrics) * 1.15)
+    ax.legend(fontsize=9, loc="upper left")
+    ax.set_title("analytics without its rebuild counts only new arrivals; replay recomputes the truth")
+    return _save(fig, path)
