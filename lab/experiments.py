@@ -53,6 +53,15 @@ def lab_stack() -> Stack:
     return Stack.from_env(progress=logging.getLogger("lab.stack").info)
 
 
+def notebook_setup() -> Stack:
+    """A notebook's first call: progress logging, whole tables (they are the evidence), and the stack."""
+    show_progress()
+    pd.set_option("display.max_rows", 500)
+    pd.set_option("display.max_columns", 50)
+    pd.set_option("display.width", 200)
+    return lab_stack()
+
+
 def versions(stack: Stack) -> dict:
     """Kafka and client versions: the pinned broker, what the broker says it speaks, the Python side."""
     cfg = stack.service_config()
@@ -75,7 +84,7 @@ def versions(stack: Stack) -> dict:
         "kafka": None if stack.external_bootstrap else kafka_version(),
         "broker_api_probe": probed,
         "broker": f"external cluster at {stack.bootstrap}" if stack.external_bootstrap
-        else f"embedded Apache Kafka (KRaft) at {stack.bootstrap}",
+        else f"embedded, KRaft, at {stack.bootstrap}",
         "cluster_id": cluster["cluster_id"],
         "python": platform.python_version(),
         "clients": {name: pkg(name) for name in

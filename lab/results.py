@@ -20,6 +20,7 @@ LOAD = "01-load-10k"
 LAG = "02-consumer-lag"
 REPLAY = "03-replay"
 NAMES = (LOAD, LAG, REPLAY)
+RUN = "run"          # written by the pipeline: the command and the parameter sources
 
 
 def path_of(name: str, results_dir: Path | None = None) -> Path:
@@ -34,6 +35,7 @@ def record(name: str, doc: dict, results_dir: Path | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{name}.", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(body, f, indent=1, default=_jsonable)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for everyone who reads reports/
     os.replace(tmp, out)
     log.info("recorded %s", out)
     return out
@@ -53,7 +55,7 @@ def load_all(results_dir: Path | None = None) -> dict[str, dict | None]:
 
 def clear(results_dir: Path | None = None) -> None:
     """Forget earlier runs' results, so a report never mixes two runs."""
-    for name in NAMES:
+    for name in (*NAMES, RUN):
         path_of(name, results_dir).unlink(missing_ok=True)
 
 
