@@ -30,7 +30,9 @@ STATUS_WORDS = {"WARN": "falling behind", "STALL": "stuck", "STOP": "no commits"
 def phase_caption(ph: dict, lag: dict) -> list[str]:
     """Three short lines over a phase: who consumes, how fast it drained, the group's status at its end."""
     lines = [f"phase {ph['phase']}: {ph['label']}"]
-    if ph["throttle_ms"] == 0 and lag.get("caught_up_t") is not None and ph["start_t"] <= lag["caught_up_t"]:
+    if ph["throttle_ms"] == 0 and ph.get("lag_start") == 0:
+        lines.append("lag already 0 when it began")
+    elif ph["throttle_ms"] == 0 and lag.get("caught_up_t") is not None and ph["start_t"] <= lag["caught_up_t"]:
         lines.append(f"caught up {lag['caught_up_t'] - ph['start_t']:.0f}s after the restart")
     elif "active_events_per_s" in ph:
         lines.append(f"drains {ph['active_events_per_s']:,.1f} events/s")

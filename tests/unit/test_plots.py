@@ -32,3 +32,4 @@ def test_phase_captions_name_the_stuck_partitions_and_the_catch_up():
     assert plots.phase_caption(p1, lag) == ["phase 1: 1 consumer, 100 ms/event", "drains 10.0 events/s",
                                             "status: STALL (p0, p1 stuck)"]
     assert plots.phase_caption(p3, lag)[1] == "caught up 2s after the restart"
+    assert plots.phase_caption({**p3, "lag_start": 0}, lag)[1] == "lag already 0 when it began"
