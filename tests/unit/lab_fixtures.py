@@ -20,7 +20,8 @@ def lag_samples() -> tuple[list[dict], list[dict]]:
     for t in range(6, 11):                     # phase 2: everyone moves, 10/s each, after a 1 s pause
         c = [c[0] + (10 if t > 6 else 0), c[1] + (10 if t > 6 else 0), c[2] + (10 if t > 6 else 0)]
         samples.append(sample(t, 2, c, ends, t - 0.5))
-    for t in range(11, 14):                    # phase 3: drained at once
+    samples.append(sample(11, 3, c, ends, 10.5))  # phase 3: a restart, then drained at once
+    for t in range(12, 14):
         samples.append(sample(t, 3, ends, ends, 0.0))
     phases = [{"phase": 1, "label": "1 consumer, 100 ms/event", "instances": 1, "throttle_ms": 100,
                "start_t": 0.0, "end_t": 5.5},

@@ -69,7 +69,7 @@ def test_drain_rates_leave_out_the_pause_at_the_start_and_the_idle_end():
 
 def test_drain_rates_of_a_phase_that_never_moves():
     samples, _ = lag_samples()
-    idle = [s for s in samples if s["phase"] == 3]
+    idle = [s for s in samples if s["phase"] == 3][1:]   # caught up already
     assert experiments.drain_rates(idle)["active_events_per_s"] == 0.0
 
 
