@@ -28,12 +28,12 @@ STATUS_WORDS = {"WARN": "falling behind", "STALL": "stuck", "STOP": "no commits"
 
 
 def phase_caption(ph: dict, lag: dict) -> list[str]:
-    """Three short lines over a phase: who consumes, how fast it drained, the group's status at its end."""
-    lines = [f"phase {ph['phase']}: {ph['label']}"]
+    """Short lines over a phase: which, who consumes, how fast it drained, the group's status at its end."""
+    lines = [f"phase {ph['phase']}", ph["label"]]
     if ph["throttle_ms"] == 0 and ph.get("lag_start") == 0:
-        lines.append("lag already 0 when it began")
+        lines.append("lag already 0")
     elif ph["throttle_ms"] == 0 and lag.get("caught_up_t") is not None and ph["start_t"] <= lag["caught_up_t"]:
-        lines.append(f"caught up {lag['caught_up_t'] - ph['start_t']:.0f}s after the restart")
+        lines.append(f"caught up {lag['caught_up_t'] - ph['start_t']:.0f}s after restart")
     elif "active_events_per_s" in ph:
         lines.append(f"drains {ph['active_events_per_s']:,.1f} events/s")
     if ph.get("status"):
@@ -67,26 +67,30 @@ def lag_chart(lag: dict, path: Path) -> Path:
 
     for i, p in enumerate(partitions):
         colour = PARTITION_COLOURS[i % len(PARTITION_COLOURS)]
-        top.plot(t, series(p, "lag"), color=colour, lw=1.6, label=f"partition {p}")
-        bottom.plot(t, series(p, "lag_seconds"), color=colour, lw=1.6, label=f"partition {p}")
+        # Narrower lines on top of wider ones, so partitions with equal values all stay visible.
+        width = 1.2 + 0.9 * (len(partitions) - 1 - i)
+        top.plot(t, series(p, "lag"), color=colour, lw=width, label=f"partition {p}")
+        bottom.plot(t, series(p, "lag_seconds"), color=colour, lw=width, label=f"partition {p}")
     top.plot(t, [s["total_lag"] for s in samples], color="black", lw=2.6, label="total")
 
     peak = max((s["total_lag"] for s in samples), default=0)
-    top.set_ylim(0, max(1, peak) * 1.32)   # head-room for the phase captions
+    top.set_ylim(0, max(1, peak) * 1.5)   # head-room for the phase captions
     burst = lag["burst"]
     top.axvline(lag["burst_t"], color="#c0392b", lw=1.2, ls="--")
-    top.annotate(f"burst of {burst['produced']:,} orders", xy=(lag["burst_t"], peak),
-                 xytext=(6, -4), textcoords="offset points", color="#c0392b", fontsize=9, va="top")
+    top.annotate(f"burst of {burst['produced']:,} orders", xy=(lag["burst_t"], peak * 0.93),
+                 xytext=(6, 0), textcoords="offset points", color="#c0392b", fontsize=9, va="top")
     for ph in lag["phases"]:
-        top.text((ph["start_t"] + ph["end_t"]) / 2, max(1, peak) * 1.29, "\n".join(phase_caption(ph, lag)),
-                 ha="center", va="top", fontsize=9, clip_on=True)
+        # The last phase is often short: its caption hangs left from the plot's right edge.
+        last = ph is lag["phases"][-1]
+        top.text(ph["end_t"] - 0.5 if last else (ph["start_t"] + ph["end_t"]) / 2, max(1, peak) * 1.47,
+                 "\n".join(phase_caption(ph, lag)), ha="right" if last else "center", va="top", fontsize=9)
 
     top.set_ylabel("lag (events not yet processed)")
-    top.legend(loc="center right", fontsize=9, framealpha=0.9)
+    top.legend(loc="center left", bbox_to_anchor=(1.005, 0.5), fontsize=9)   # outside: never over a line
     bottom.set_ylabel("oldest unprocessed\nevent's age (s)")
     bottom.set_xlabel("seconds since the experiment started")
     bottom.set_ylim(bottom=0)
-    bottom.legend(loc="upper left", fontsize=9, framealpha=0.9)
+    bottom.legend(loc="center left", bbox_to_anchor=(1.005, 0.5), fontsize=9)
     throttle = next((ph["throttle_ms"] for ph in lag["phases"] if ph["throttle_ms"]), 0)
     fig.suptitle(f"Consumer lag of {lag['group']} on {lag['topic']}: {burst['produced']:,}-order burst "
                  f"into a consumer throttled to {throttle} ms/event", fontsize=12)

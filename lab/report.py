@@ -195,7 +195,8 @@ def notebook_to_render(name: str, executed_dir: Path, results_dir: Path,
 def _with_alt_text(output: dict) -> dict:
     """A PNG output with alt text as an explicit <img>: nbconvert's lab template drops the alt metadata."""
     alt = output.get("metadata", {}).get("image/png", {}).get("alt")
-    if output.get("output_type") != "display_data" or "image/png" not in output.get("data", {}) or not alt:
+    if output.get("output_type") not in ("display_data", "execute_result") or "image/png" not in output.get("data", {}) \
+            or not alt:
         return output
     png = output["data"]["image/png"].replace("\n", "")
     img = f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}"/>'

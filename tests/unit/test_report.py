@@ -75,6 +75,9 @@ def executed_notebook(path, marker):
             nbformat.v4.new_output("stream", name="stderr", text="progress log line\n"),
             nbformat.v4.new_output("display_data", data={"image/png": PNG, "text/plain": "<Image>"},
                                    metadata={"image/png": {"alt": f"{marker} chart"}}),
+            # A chart as a cell's last expression, as the notebooks show theirs.
+            nbformat.v4.new_output("execute_result", data={"image/png": PNG, "text/plain": "<Image>"},
+                                   metadata={"image/png": {"alt": f"{marker} last chart"}}, execution_count=1),
             nbformat.v4.new_output("execute_result", data={"text/html": f"<table><tr><td>{marker} table</td></tr></table>",
                                                            "text/plain": "table"}, execution_count=1),
         ]),
@@ -92,8 +95,9 @@ def test_html_report_has_outputs_and_charts_but_no_inputs_or_logs(tmp_path):
     html = report.write_html_report(title="Lab title", reports_dir=tmp_path).read_text()
     assert "<title>Lab title</title>" in html
     for name in results.NAMES:
-        assert f"{name} table" in html and f'alt="{name} chart"' in html
-    assert html.count('" src="data:image/png;base64,') == len(results.NAMES)   # the charts, embedded
+        assert f"{name} table" in html and f'alt="{name} chart"' in html and f'alt="{name} last chart"' in html
+    assert html.count('" src="data:image/png;base64,') == 2 * len(results.NAMES)   # the charts, embedded
+    assert "No description has been provided" not in html
     assert "secret_input_code" not in html and "no_output_here" not in html
     assert "progress log line" not in html
     assert "RESULT: all counts agree." in html          # the text report closes the page
