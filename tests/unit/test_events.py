@@ -2,6 +2,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.common import events
 from services.common.events import DecodeError, ValidationError
@@ -93,3 +95,50 @@ def test_malformed_records_are_decode_errors(raw, fragment):
     with pytest.raises(DecodeError) as err:
         events.decode_order(raw)
     assert fragment in str(err.value)
+
+
+# The fast path in front of jsonschema must never accept what the schema rejects: every
+# document it lets through must pass the full check (so decisions and messages are unchanged).
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**63), st.floats(allow_nan=False),
+                 st.sampled_from([0, 1, -1, events.MAX_QTY, events.MAX_QTY + 1, 2.0, 1.5, True, False]),
+                 st.sampled_from(["", " ", "pizza", "a\n", " a", "a ", "x" * 64, "x" * 65, "reserved", "rejected",
+                                  "\u00e9", "\t", "a b"]),
+                 st.text(max_size=70), st.lists(st.integers(), max_size=2))
+_FIELDS = {
+    "order_request": ("item", "qty"),
+    "order_event": ("schema", "order_id", "item", "qty", "created_ms"),
+    "inventory_event": ("schema", "order_id", "item", "qty", "status", "stock_left", "warehouse",
+                        "order_created_ms", "processed_ms"),
+}
+_VALID = {"schema": 1, "order_id": "abc", "item": "pizza", "qty": 3, "created_ms": 1700000000000,
+          "status": "reserved", "stock_left": 12, "warehouse": 2, "order_created_ms": 1, "processed_ms": 2}
+
+
+def _docs(kind):
+    fields = _FIELDS[kind]
+    # Mostly valid values with one or more replaced, dropped or extra keys: the cases near the edge.
+    valid = {k: _VALID[k] for k in fields}
+    return st.builds(
+        lambda repl, drop, extra: {**{k: v for k, v in {**valid, **repl}.items() if k not in drop}, **extra},
+        st.dictionaries(st.sampled_from(fields), _ANY, max_size=3),
+        st.sets(st.sampled_from(fields), max_size=2),
+        st.dictionaries(st.sampled_from(["extra", "colour"]), _ANY, max_size=1),
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(_FIELDS))
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_fast_checks_accept_only_what_the_schema_accepts(kind, data):
+    doc = data.draw(_docs(kind))
+    if events._fast_checks[kind](doc):
+        events._check(events._validators[kind], doc)  # raises if the schema disagrees
+
+
+@pytest.mark.parametrize("kind, doc", [
+    ("order_request", {"item": "pizza", "qty": 1}),
+    ("order_event", events.new_order("pizza", 2)),
+    ("inventory_event", {k: _VALID[k] for k in _FIELDS["inventory_event"]}),
+])
+def test_fast_checks_take_the_common_case(kind, doc):
+    assert events._fast_checks[kind](doc)
