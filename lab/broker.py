@@ -62,7 +62,8 @@ def ensure_jars(jars_dir: Path = paths.JARS_DIR, progress=print) -> Path:
 
 
 def _cluster_id() -> str:
-    # Kafka's Uuid text form: url-safe base64 of 16 random bytes, no padding.
+    # Kafka's Uuid text form: url-safe base64 of 16 random bytes, no padding. It may start
+    # with "-", which is why it is passed as --cluster-id=ID and never as a separate argument.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -132,7 +133,7 @@ class EmbeddedBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         res = subprocess.run(
             ["java", "-cp", f"{jars}/*", *self._log_props(), "kafka.tools.StorageTool", "format",
-             "--standalone", "-t", _cluster_id(), "-c", str(self.properties_file)],
+             "--standalone", f"--cluster-id={_cluster_id()}", "-c", str(self.properties_file)],
             capture_output=True, text=True,
         )
         if res.returncode != 0:
