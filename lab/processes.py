@@ -61,7 +61,7 @@ def stop(pid_file: Path, *, timeout: float = 30.0, sig: int = signal.SIGTERM) ->
         while running_pid(pid_file) is not None:
             _reap(pid)
             time.sleep(0.05)
-    _reap(pid)
+    _reap(pid, block=True)  # it is dead by now: this returns at once
     pid_file.unlink(missing_ok=True)
     return True
 
@@ -75,14 +75,15 @@ def kill(pid_file: Path) -> bool:
     while running_pid(pid_file) is not None:
         _reap(pid)
         time.sleep(0.05)
-    _reap(pid)
+    _reap(pid, block=True)
     return True
 
 
-def _reap(pid: int) -> None:
-    # A child of this very process stays a zombie until waited for.
+def _reap(pid: int, block: bool = False) -> None:
+    # A child of this very process (a stack started from Python) stays a zombie until waited
+    # for; a process started by an earlier ./run_all.sh is not our child and needs nothing.
     try:
-        os.waitpid(pid, os.WNOHANG)
+        os.waitpid(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
         pass
 

@@ -13,6 +13,7 @@ from kafka.structs import OffsetAndMetadata
 from services.common import events, kafka_clients
 from services.common.config import Config
 from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, ORDER_EVENTS
+from services.common.watchdog import StallWatch
 from services.analytics.metrics import MetricsState, fold_record, snapshot
 from services.inventory.worker import dead_letter_headers
 
@@ -81,10 +82,13 @@ class LiveMetrics:
             consumer.subscribe(list(TOPICS))
             self.phase, self.error = "live", None
             log.info("analytics live rebuilt_events=%d", self.rebuilt_events)
+            watch = StallWatch(consumer)
             while not self.stop_event.is_set():
                 batch = consumer.poll(timeout_ms=200)
                 if not batch:
+                    watch.check()
                     continue
+                watch.progressed()
                 n = 0
                 offsets = {}
                 with self.lock:
@@ -103,7 +107,7 @@ class LiveMetrics:
                 dlq.flush()
                 # Commit after folding: a crash before this line refolds the batch on restart,
                 # and the restart's rebuild reads only up to the committed offsets, so nothing doubles.
-                consumer.commit(offsets)
+                consumer.commit(offsets, timeout_ms=cfg.kafka_timeout_ms * 3)
         finally:
             consumer.close()
             dlq.close(timeout=5)

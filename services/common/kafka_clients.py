@@ -53,7 +53,7 @@ def admin(cfg: Config, *, client_id: str = "lab-admin") -> KafkaAdminClient:
                             request_timeout_ms=cfg.kafka_timeout_ms * 2)
 
 
-def end_offsets(consumer, tps, attempts: int = 10) -> dict:
+def end_offsets(consumer, tps, attempts: int = 10, timeout_ms: int | None = 30000) -> dict:
     """consumer.end_offsets (the last stable offset for read_committed), retried.
 
     kafka-python 3.0.12 raises KeyError when a partition's leader is not yet in its
@@ -61,7 +61,7 @@ def end_offsets(consumer, tps, attempts: int = 10) -> dict:
     """
     for attempt in range(attempts):
         try:
-            return consumer.end_offsets(list(tps))
+            return consumer.end_offsets(list(tps), timeout_ms=timeout_ms)
         except KeyError:
             if attempt == attempts - 1:
                 raise

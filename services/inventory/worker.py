@@ -21,6 +21,7 @@ from services.common import events, kafka_clients
 from services.common.config import Config
 from services.common.events import DecodeError
 from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, ORDER_EVENTS
+from services.common.watchdog import StallWatch
 from services.inventory.stock import inventory_event, reserve, stock_from_events
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,14 @@ class InventoryWorker:
             log.info("inventory-consumer started id=%s throttle_ms=%d batch=%d",
                      self.transactional_id, cfg.throttle_ms, self.batch)
             last_log = time.monotonic()
+            watch = StallWatch(self.consumer)
             while not self.stop_event.is_set():
                 batch = self.consumer.poll(timeout_ms=200, max_records=self.batch)
                 if batch:
                     self.process(batch)
+                    watch.progressed()
+                else:
+                    watch.check()
                 if time.monotonic() - last_log > 10:
                     last_log = time.monotonic()
                     log.info("progress processed=%d dead_letters=%d partitions=%s",

@@ -12,6 +12,13 @@ from tests.conftest import free_port, make_stack
 from tests.integration.kafka_reads import wait_for
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
@@ -29,8 +36,7 @@ def test_stop_start_keeps_topics_offsets_and_metrics_and_down_leaves_nothing(tmp
                       ["inventory_events_total"] == 90 and m, what="90 processed")
         stack.down()
         assert not any(row["running"] for row in stack.status().values())
-        alive = [(p, psutil.Process(p).status(), psutil.Process(p).cmdline()[:3]) for ps in pids.values() for p in ps if psutil.pid_exists(p)]
-        assert not alive
+        assert not [p for ps in pids.values() for p in ps if _alive(p)]
         assert all(_port_free(p) for p in (stack.kafka_port, stack.producer_port, stack.analytics_port))
 
         stack.up()
