@@ -510,8 +510,11 @@ def run_lag_experiment(stack: Stack, *, throttle_ms: int, burst: int, sample_int
             sampler.hold(caught_up_t + 3 * sample_interval_s)
         phases[-1]["end_t"] = round(sampler.now(), 3)
     finally:
-        samples = sampler.stop()
-        restore_services(stack)
+        # Restore first: a failed sampler must not leave the consumer throttled.
+        try:
+            restore_services(stack)
+        finally:
+            samples = sampler.stop()
 
     annotate_status(samples, status_window_s, stop_after_s)
     summary = summarize_phases(samples, phases, status_window_s, stop_after_s)

@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 from lab import paths
-from lab.pipeline import check_kernel, environment, kernel_environment, sigterm_as_interrupt
-from lab.stack import Stack, StackError
+from lab.pipeline import KernelError, check_kernel, environment, kernel_environment, sigterm_as_interrupt
+from lab.stack import Stack
 
 
 def lab_command(port: int) -> list[str]:
@@ -40,7 +40,7 @@ def main(rest: list[str], stack: Stack) -> int:
     with environment(env), sigterm_as_interrupt():
         try:
             print(f"[lab] kernel {check_kernel()}", flush=True)
-        except StackError as exc:
+        except KernelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         up = False
@@ -58,7 +58,11 @@ def main(rest: list[str], stack: Stack) -> int:
             if server is not None:
                 # JupyterLab asks for confirmation on the first Ctrl-C; a SIGTERM shuts it down at once.
                 server.send_signal(signal.SIGTERM)
-                server.wait(timeout=30)
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
             rc = 0
         finally:
             if up:

@@ -39,6 +39,10 @@ class ParameterError(ValueError):
     """A parameter source names an unknown parameter or gives a value of the wrong type."""
 
 
+class KernelError(RuntimeError):
+    """The notebooks' kernel is missing or would not run this virtualenv's python."""
+
+
 # -- parameters --------------------------------------------------------------------------------
 def declared_parameters(notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> dict[str, dict[str, dict]]:
     """{notebook: {name: papermill's inspection (inferred_type_name, default, help)}} from the parameters cells."""
@@ -163,12 +167,12 @@ def check_kernel(name: str = KERNEL) -> str:
     try:
         spec = KernelSpecManager().get_kernel_spec(name)
     except NoSuchKernel:
-        raise StackError(f"no Jupyter kernel named {name!r}: reinstall ipykernel in {sys.prefix}") from None
+        raise KernelError(f"no Jupyter kernel named {name!r}: reinstall ipykernel in {sys.prefix}") from None
     argv0 = spec.argv[0]
     # jupyter_client runs a kernelspec's bare "python"/"python3" as the current interpreter.
     bare = {"python", f"python{sys.version_info[0]}", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
     if argv0 not in bare and Path(argv0).resolve() != Path(sys.executable).resolve():
-        raise StackError(f"kernel {name!r} ({spec.resource_dir}) runs {argv0}, not {sys.executable}; "
+        raise KernelError(f"kernel {name!r} ({spec.resource_dir}) runs {argv0}, not {sys.executable}; "
                          f"remove that kernelspec or rerun ./run_all.sh to repair the virtualenv")
     return f"{name} from {spec.resource_dir}, running {sys.executable}"
 
@@ -291,7 +295,7 @@ def main(rest: list[str], stack: Stack) -> int:
     with environment(kernel_env):
         try:
             print(f"[lab] kernel {check_kernel()}", flush=True)
-        except StackError as exc:
+        except KernelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     started = time.monotonic()
