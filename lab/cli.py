@@ -27,7 +27,7 @@ USAGE = """./run_all.sh [COMMAND] [options]
   bench [--quick]     the benchmarks: service vs raw kafka-python, reports/bench.json
 
   --compose           anywhere: the same commands on the docker-compose.yml stack
-                      (needs Docker Engine with Compose v2; see docs/README-compose.md)
+                      (needs Docker Engine with Compose v2; see the README)
 """
 
 
