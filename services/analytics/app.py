@@ -34,7 +34,11 @@ class LagReader:
             try:
                 if self._admin is None:
                     self._admin = kafka_clients.admin(self.cfg, client_id="analytics-lag")
-                    self._peek = kafka_clients.consumer(self.cfg, group_id=None, client_id="analytics-lag-peek")
+                    # The previous peek leaves a fetch parked at the end of the log; the next
+                    # seek waits for it, so a long fetch wait (500 ms default) would be every
+                    # /metrics call's floor.
+                    self._peek = kafka_clients.consumer(self.cfg, group_id=None, client_id="analytics-lag-peek",
+                                                        fetch_max_wait_ms=50)
                 rows = lag.group_lag(self._admin, INVENTORY_GROUP, [ORDER_EVENTS], self._peek)
                 rows += lag.group_lag(self._admin, ANALYTICS_GROUP, TOPICS, self._peek)
                 return [r.as_dict() for r in rows]

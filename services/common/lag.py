@@ -97,7 +97,9 @@ def peek_first_records(consumer, positions: dict[TopicPartition, int], ends: dic
     # with a fetch in flight and then seeked back is never fetched again by this consumer,
     # so every later peek timed out on it. Their extra records are simply ignored.
     while pending and time.monotonic() < deadline:
-        for tp, recs in consumer.poll(timeout_ms=200).items():
+        # Short polls: a partition holding only markers yields no record, so a long poll
+        # would always run out its whole timeout before the position check below.
+        for tp, recs in consumer.poll(timeout_ms=20).items():
             if tp in pending and recs:
                 found[tp] = (recs[0].offset, recs[0].timestamp)
                 pending.discard(tp)
