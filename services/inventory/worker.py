@@ -14,7 +14,6 @@ import time
 
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from services.common import events, kafka_clients
@@ -71,6 +70,8 @@ class InventoryWorker:
         # process) from MIN_BATCH up to as many records as fit in that interval.
         per_event = max(cfg.throttle_ms, 0)
         self.batch = max(1, cfg.commit_interval_ms // per_event) if per_event else MIN_BATCH
+        # Past this, a transaction's commit is taken as stuck and the incarnation starts over.
+        self.txn_timeout_s = max(30.0, cfg.kafka_timeout_ms * 6 / 1000)
 
     def run(self) -> None:
         """Process until stop_event; after any failure, start over with fresh clients."""
@@ -130,7 +131,6 @@ class InventoryWorker:
     def process(self, batch) -> None:
         """Process one poll batch inside one transaction."""
         prod, cfg = self.producer, self.cfg
-        saved = {tp.partition: dict(self.stock.get(tp.partition, {})) for tp in batch}
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         n = dead = 0
         t0 = time.monotonic()
@@ -157,20 +157,16 @@ class InventoryWorker:
                                   partition=tp.partition)
                     offsets[tp] = OffsetAndMetadata(rec.offset + 1, "", -1)
                     n += 1
-            prod.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
-            prod.commit_transaction()
-        except KafkaError as exc:
-            log.warning("transaction failed, aborting and rewinding: %r", exc)
-            self.stock.update(saved)
-            try:
-                prod.abort_transaction()
-            except KafkaError:
-                # Fenced or fatally broken: exit and let the restart (a new incarnation) recover.
-                log.exception("abort failed; exiting so a restart recovers")
-                raise
-            for tp, records in batch.items():
-                self.consumer.seek(tp, records[0].offset)
-            return
+            group = self.consumer.group_metadata()
+            bounded(lambda: prod.send_offsets_to_transaction(offsets, group), self.txn_timeout_s, "send_offsets")
+            bounded(prod.commit_transaction, self.txn_timeout_s, "commit_transaction")
+        except Exception as exc:
+            # kafka-python cannot reset a transactional producer after a failed send (it says
+            # so: abort and close it), and its waits have no timeout. So on any failure this
+            # incarnation ends: run() starts a new one, whose init_transactions fences this
+            # producer and aborts the open transaction; stock and positions come back from Kafka.
+            log.warning("transaction failed; starting over from Kafka's state: %r", exc)
+            raise
         self.processed += n - dead
         self.dead_letters += dead
         if not cfg.throttle_ms and n >= self.batch:
@@ -179,6 +175,31 @@ class InventoryWorker:
             # next one to fill COMMIT_INTERVAL_MS at the rate this one achieved.
             per_record = (time.monotonic() - t0) / n
             self.batch = max(MIN_BATCH, min(MAX_BATCH, int(cfg.commit_interval_ms / 1000 / per_record)))
+
+
+class TransactionStuck(RuntimeError):
+    """A transactional call did not finish in time (the producer's I/O thread may be dead)."""
+
+
+def bounded(call, timeout_s: float, what: str):
+    """Run call with a deadline: kafka-python's transactional waits block forever otherwise."""
+    done = threading.Event()
+    box: dict = {}
+
+    def run():
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"txn-{what}", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise TransactionStuck(f"{what} did not finish within {timeout_s:.0f}s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
 
 
 class _Rebalance(ConsumerRebalanceListener):
