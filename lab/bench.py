@@ -637,7 +637,7 @@ def bench_bulk(lab: Lab) -> dict:
                 continue
             # A small bulk takes tens of ms, where scheduling noise on a shared machine is as
             # large as the figure: it runs several times back to back (pairs alternating).
-            inner = 1 if n == max(sizes) else max(1, min(10, 10_000 // n))
+            inner = bulk_inner(n, sizes)
             # Each rep starts with idle consumers: a previous backlog would slow it.
             lab.settle()
             for i in range(inner):
@@ -668,6 +668,11 @@ def bench_bulk(lab: Lab) -> dict:
         "rss_during": f"POST /orders/bulk n={max(sizes)} until both consumers caught up with it",
         "broker_heap": lab.stack.broker.heap if not lab.stack.external_bootstrap else None,
     }
+
+
+def bulk_inner(n: int, sizes) -> int:
+    """Back-to-back runs per repetition: one for the largest n, up to 10 for the small ones."""
+    return 1 if n == max(sizes) else max(1, min(10, 10_000 // n))
 
 
 def bulk_run(lab: Lab, who: str, n: int, rss_peak: dict | None) -> dict:
@@ -895,6 +900,21 @@ def drop_scratch(lab: Lab) -> None:
 
 # -- command line --------------------------------------------------------------------------------
 
+def orders_written(plan: Plan, sections=SECTIONS) -> int:
+    """About how many orders a run writes to OrderEvents (single orders not counted)."""
+    total = 0
+    if "bulk" in sections:
+        for n in plan.bulk_sizes:
+            reps = plan.bulk_reps_largest if n == max(plan.bulk_sizes) else plan.reps
+            inner = bulk_inner(n, plan.bulk_sizes)
+            total += 2 * reps * inner * n
+    if "e2e" in sections:
+        total += plan.reps * plan.e2e_n + min(plan.e2e_n, 500)
+    if "inventory" in sections:
+        total += plan.inventory_reps * plan.inventory_n
+    return total
+
+
 def main(argv: list[str], stack: Stack) -> int:
     """./run_all.sh bench [--quick] [--reps N] [--only a,b] [--out FILE]"""
     p = argparse.ArgumentParser(prog="run_all.sh bench", description=__doc__.split("\n\n")[0])
@@ -923,6 +943,10 @@ def main(argv: list[str], stack: Stack) -> int:
         own = replace(stack, home=home)
         stack = own
         stack.progress(f"[bench] fresh stack in {home}")
+    else:
+        stack.progress(f"[bench] measuring the running stack in {stack.home}: its topics keep the "
+                       f"~{orders_written(plan, sections):,} orders the bench writes (./run_all.sh down "
+                       f"first to measure on a fresh stack of its own instead)")
     restore = stack.status()[INVENTORY]
     try:
         stack.up()
