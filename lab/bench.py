@@ -43,6 +43,7 @@ from lab.broker import kafka_version
 from lab.stack import ANALYTICS, INVENTORY, KAFKA, PRODUCER, Stack
 from services.common import events, kafka_clients, lag
 from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
+from services.producer.app import ORDER_LINGER_MS
 
 ANALYTICS_GROUP = "analytics-grp"
 INVENTORY_GROUP = "inventory-grp"
@@ -217,7 +218,7 @@ def producer_performance(bootstrap: str, records: int, record_size: int, log_fil
            "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
            "--num-records", str(records), "--record-size", str(record_size), "--throughput", "-1",
            "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all", "enable.idempotence=true",
-           "linger.ms=5", f"batch.size={64 * 1024}"]
+           f"linger.ms={ORDER_LINGER_MS}", f"batch.size={64 * 1024}"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     m = re.search(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
                   r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th", res.stdout)
@@ -287,8 +288,8 @@ class Lab:
         # A short fetch wait: each lag read seeks this consumer back behind its parked fetch.
         self.peek = kafka_clients.consumer(self.cfg, group_id=None, client_id="bench-peek", fetch_max_wait_ms=50)
         self.offsets = kafka_clients.consumer(self.cfg, group_id=None, client_id="bench-offsets")
-        # One long-lived raw producer, warmed up like the service's.
-        self.producer = kafka_clients.producer(self.cfg, client_id="bench-raw")
+        # One long-lived raw producer, warmed up and configured like producer-order's.
+        self.producer = kafka_clients.producer(self.cfg, client_id="bench-raw", linger_ms=ORDER_LINGER_MS)
         self.producer.partitions_for(ORDER_EVENTS)
 
     def close(self) -> None:
@@ -472,7 +473,7 @@ def _versus(service: list[dict], raw: list[dict], **extra) -> dict:
 
 
 def bench_orders(lab: Lab) -> dict:
-    """POST /order from c keep-alive connections at once, and a raw send+flush from c threads beside it."""
+    """POST /order from c keep-alive connections at once, and a raw send+wait from c threads beside it."""
     out = {}
     for c in lab.plan.order_concurrency:
         service, raw = [], []
@@ -493,7 +494,7 @@ def bench_orders(lab: Lab) -> dict:
                         "errors": sum(r["errors"] for r in reps), "requests": sum(r["requests"] for r in reps)}
         s, w = row["service"], row["raw"]
         lab.say(f"  POST /order c={c}: {s['requests_per_s']['median']:.0f} req/s, p50 {s['p50_ms']['median']:.1f} ms, "
-                f"p99 {s['p99_ms']['median']:.1f} ms; raw send+flush {w['requests_per_s']['median']:.0f}/s, "
+                f"p99 {s['p99_ms']['median']:.1f} ms; raw send+wait {w['requests_per_s']['median']:.0f}/s, "
                 f"p50 {w['p50_ms']['median']:.1f} ms, p99 {w['p99_ms']['median']:.1f} ms")
     return out
 
@@ -515,11 +516,11 @@ def http_order_client(lab: Lab):
 
 
 def raw_order_client(producer):
-    """What POST /order does at its core, without HTTP: one order, send, flush (the shared producer)."""
+    """What POST /order does at its core, without HTTP: one order, send, wait for its ack (the shared producer)."""
     def call() -> bool:
         ev = events.new_order("pizza", 1)
         fut = producer.send(ORDER_EVENTS, key=ev["order_id"].encode(), value=events.encode(ev))
-        producer.flush(timeout=30)
+        fut.get(timeout=30)
         return fut.succeeded()
     return call, lambda: None
 
@@ -723,7 +724,7 @@ def bench_perf(lab: Lab) -> dict:
             for _ in range(lab.plan.perf_reps)]
     res = {"record_size": size, "records": lab.plan.perf_records,
            "events_per_s": summary(r["events_per_s"] for r in runs), "runs": runs,
-           "settings": "acks=all enable.idempotence=true linger.ms=5 batch.size=65536, no keys"}
+           "settings": f"acks=all enable.idempotence=true linger.ms={ORDER_LINGER_MS} batch.size=65536, no keys"}
     lab.say(f"  ProducerPerformance: {res['events_per_s']['median']:.0f} records/s of {size} B")
     return res
 
@@ -806,7 +807,7 @@ def table(report: dict) -> str:
     if "orders" in r:
         for c, row in r["orders"].items():
             s, w = row["service"], row["raw"]
-            lines.append(f"| POST /order c={c}: req/s, p50 / p99 (raw: send + flush from {c} threads) "
+            lines.append(f"| POST /order c={c}: req/s, p50 / p99 (raw: send + wait from {c} threads) "
                          f"| {_f(s['requests_per_s']['median'])} req/s, {_f(s['p50_ms']['median'], 1)} / "
                          f"{_f(s['p99_ms']['median'], 1)} ms | {_f(w['requests_per_s']['median'])}/s, "
                          f"{_f(w['p50_ms']['median'], 1)} / {_f(w['p99_ms']['median'], 1)} ms "

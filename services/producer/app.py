@@ -19,6 +19,10 @@ from services.producer.stats import ProducerStats
 
 log = logging.getLogger(__name__)
 bp = Blueprint("orders", __name__)
+# A single order goes out at once: with linger 0 the records of concurrent requests still
+# share a produce request while the previous one is in flight, and a bulk fills its
+# batches just as fast as with linger 5 (20-26k events/s either way, raw producer, bench stack).
+ORDER_LINGER_MS = 0
 
 
 class OrderSender:
@@ -35,7 +39,8 @@ class OrderSender:
             with self._lock:
                 if self._producer is None:
                     try:
-                        self._producer = kafka_clients.producer(self.cfg, client_id="producer-order")
+                        self._producer = kafka_clients.producer(self.cfg, client_id="producer-order",
+                                                                linger_ms=ORDER_LINGER_MS)
                     except KafkaError as exc:
                         raise ApiError(503, f"Kafka unavailable: {exc.__class__.__name__}") from None
         return self._producer
@@ -82,7 +87,20 @@ class OrderSender:
             if with_offsets:
                 order_ids.append(ev["order_id"])
         try:
-            prod.flush(timeout=timeout_s)
+            if with_offsets:
+                # POST /order waits for its own record only. flush() would also wait for
+                # the records of every other request in flight: at concurrency 8 that was
+                # p99 30-43 ms against 20-28 ms waiting on the record (bench, orders).
+                deadline = time.perf_counter() + timeout_s
+                for fut in futures:
+                    try:
+                        fut.get(timeout=max(0.0, deadline - time.perf_counter()))
+                    except KafkaTimeoutError:
+                        raise
+                    except KafkaError:
+                        pass  # counted as failed below, with its error
+            else:
+                prod.flush(timeout=timeout_s)
         except KafkaTimeoutError as exc:
             first_error = first_error or f"Kafka did not acknowledge in time: {exc}"
         t_end = time.perf_counter()
