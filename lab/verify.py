@@ -2,7 +2,8 @@
 
 Per topic: records, duplicates (an order_id seen more than once), missing (an order with no
 inventory event, or the reverse); per warehouse and item: does the latest stock_left equal
-the initial stock minus everything reserved? Exits 1 on any discrepancy.
+the initial stock minus everything reserved, and does its InventoryState snapshot hold the
+same stock? Exits 1 on any discrepancy.
 """
 from __future__ import annotations
 
@@ -13,25 +14,16 @@ from collections import Counter, defaultdict
 from kafka import TopicPartition
 
 from services.common import kafka_clients
-from services.common.events import DecodeError, decode_inventory, decode_order
-from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, ORDER_EVENTS
+from services.common.events import DecodeError, decode_inventory, decode_order, decode_stock_snapshot
+from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, INVENTORY_STATE, ORDER_EVENTS
 
 
 def read_all(cfg, topic: str) -> list:
     """Every committed record of topic, offset 0 to the current end, with a throwaway reader."""
     c = kafka_clients.consumer(cfg, group_id=None, client_id="lab-verify", max_poll_records=5000)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = kafka_clients.end_offsets(c, tps)
-        out = []
-        pending = {tp for tp in tps if c.position(tp) < ends[tp]}
-        while pending:
-            for tp, recs in c.poll(timeout_ms=500).items():
-                out.extend(r for r in recs if r.offset < ends[tp])
-            pending = {tp for tp in pending if c.position(tp) < ends[tp]}
-        return out
+        return [rec for p in sorted(c.partitions_for_topic(topic) or ())
+                for rec in kafka_clients.read_range(c, TopicPartition(topic, p))]
     finally:
         c.close()
 
@@ -52,6 +44,12 @@ def reconcile(cfg, initial_stock: int) -> dict:
     unbalanced = {f"{w}/{item}": {"stock_left": left, "expected": initial_stock - reserved[(w, item)]}
                   for (w, item), left in latest.items() if left != initial_stock - reserved[(w, item)]}
     misplaced = sum(1 for rec, e in inventory if e["warehouse"] != rec.partition)
+    # Each warehouse's latest InventoryState snapshot is what a restarted inventory-consumer
+    # starts from: it must hold the same stock as the warehouse's InventoryEvents.
+    snapshots = {s["warehouse"]: s for _, s in _decoded(read_all(cfg, INVENTORY_STATE), decode_stock_snapshot)[0]}
+    stale = {w: sorted(set(s["stock"].items()) ^ {(i, left) for (w2, i), left in latest.items() if w2 == w})
+             for w, s in snapshots.items()}
+    stale = {str(w): diff for w, diff in stale.items() if diff}
     dlq = {t: len(read_all(cfg, DLQ_FOR[t])) for t in DLQ_FOR}
     result = {
         ORDER_EVENTS: {"records": len(orders) + bad_orders, "orders": len(order_ids),
@@ -63,11 +61,12 @@ def reconcile(cfg, initial_stock: int) -> dict:
                            "unknown_orders": len(set(inv_ids) - set(order_ids)),
                            "wrong_warehouse": misplaced,
                            "malformed": bad_inventory, "dead_lettered": dlq[INVENTORY_EVENTS]},
-        "stock": {"warehouse_items": len(latest), "unbalanced": unbalanced, "initial_stock": initial_stock},
+        "stock": {"warehouse_items": len(latest), "unbalanced": unbalanced, "initial_stock": initial_stock,
+                  "snapshots": len(snapshots), "snapshot_mismatch": stale},
     }
     inv = result[INVENTORY_EVENTS]
     result["ok"] = (result[ORDER_EVENTS]["duplicates"] == 0 and inv["duplicates"] == 0 and inv["missing"] == 0
-                    and inv["unknown_orders"] == 0 and misplaced == 0 and not unbalanced
+                    and inv["unknown_orders"] == 0 and misplaced == 0 and not unbalanced and not stale
                     and bad_orders <= dlq[ORDER_EVENTS])
     return result
 
@@ -95,7 +94,10 @@ def main(argv: list[str], stack) -> int:
             print(f"{topic:16} " + "  ".join(f"{k}={v}" for k, v in result[topic].items()))
         st = result["stock"]
         print(f"{'stock':16} warehouse_items={st['warehouse_items']}  unbalanced={len(st['unbalanced'])}"
+              f"  snapshots={st['snapshots']}  snapshot_mismatch={len(st['snapshot_mismatch'])}"
               f"  (initial {st['initial_stock']} per item per warehouse)")
+        for w, diff in st["snapshot_mismatch"].items():
+            print(f"  warehouse {w}: InventoryState and InventoryEvents differ on {diff[:10]}")
         for key, v in list(st["unbalanced"].items())[:20]:
             print(f"  {key}: stock_left={v['stock_left']} expected={v['expected']}")
         print("OK: nothing lost, nothing doubled, stock balances" if result["ok"] else "MISMATCH: see above")

@@ -79,7 +79,21 @@ _INVENTORY_EVENT = {
                  "order_created_ms", "processed_ms"],
 }
 
+# InventoryState: one warehouse's whole stock, written by inventory-consumer in the same
+# transaction as the InventoryEvents and OrderEvents offsets it sums up.
+_STOCK_SNAPSHOT = {
+    "type": "object",
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
+        "warehouse": {"type": "integer", "minimum": 0},
+        "orders_offset": {"type": "integer", "minimum": 0},
+        "stock": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+    "required": ["schema", "warehouse", "orders_offset", "stock"],
+}
+
 _validators = {
+    "stock_snapshot": jsonschema.Draft202012Validator(_STOCK_SNAPSHOT),
     "order_request": jsonschema.Draft202012Validator(ORDER_REQUEST),
     "order_event": jsonschema.Draft202012Validator(_ORDER_EVENT),
     "inventory_event": jsonschema.Draft202012Validator(_INVENTORY_EVENT),
@@ -132,8 +146,17 @@ def _inventory_event_ok(doc: dict) -> bool:
         return False
 
 
+def _stock_snapshot_ok(doc: dict) -> bool:
+    try:
+        return (type(doc["schema"]) is int and doc["schema"] == SCHEMA_VERSION
+                and _is_count(doc["warehouse"]) and _is_count(doc["orders_offset"])
+                and type(doc["stock"]) is dict and all(type(v) is int for v in doc["stock"].values()))
+    except KeyError:
+        return False
+
+
 _fast_checks = {"order_request": _order_request_ok, "order_event": _order_event_ok,
-                "inventory_event": _inventory_event_ok}
+                "inventory_event": _inventory_event_ok, "stock_snapshot": _stock_snapshot_ok}
 
 
 def _check(validator: jsonschema.Draft202012Validator, doc) -> None:
@@ -194,8 +217,13 @@ def bulk_orders(n: int, item: str, qty: int = 1, seed: int | None = None):
         yield ev
 
 
+# One encoder: json.dumps with non-default separators builds a new JSONEncoder per call
+# (2.7 us against 1.9 us per order, timeit), and every order and inventory event passes here.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(event: dict) -> bytes:
-    return json.dumps(event, separators=(",", ":")).encode()
+    return _ENCODER.encode(event).encode()
 
 
 @dataclass(frozen=True)
@@ -235,3 +263,8 @@ def decode_order(raw: bytes | None) -> dict:
 def decode_inventory(raw: bytes | None) -> dict:
     """Parse and validate an InventoryEvents record value, or raise DecodeError."""
     return _decode(raw, "inventory_event")
+
+
+def decode_stock_snapshot(raw: bytes | None) -> dict:
+    """Parse and validate an InventoryState record value, or raise DecodeError."""
+    return _decode(raw, "stock_snapshot")

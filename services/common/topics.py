@@ -16,6 +16,12 @@ ORDER_EVENTS = "OrderEvents"
 INVENTORY_EVENTS = "InventoryEvents"
 ORDER_EVENTS_DLQ = "OrderEvents.DLQ"
 INVENTORY_EVENTS_DLQ = "InventoryEvents.DLQ"
+# inventory-consumer's state: each warehouse's latest stock, so a restart or rebalance reads
+# one record instead of the warehouse's whole InventoryEvents history. Compacted: only the
+# latest record per warehouse (key) has to be kept.
+INVENTORY_STATE = "InventoryState"
+# Small segments, because compaction never touches the active one.
+STATE_SEGMENT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,9 +31,12 @@ class TopicSpec:
     retention_ms: int = RETENTION_MS
     # 1 fits the embedded single broker; a real cluster passes 3 (see README).
     replication_factor: int = 1
+    compacted: bool = False
 
     @property
     def configs(self) -> dict[str, str]:
+        if self.compacted:
+            return {"cleanup.policy": "compact", "segment.bytes": str(STATE_SEGMENT_BYTES)}
         return {"retention.ms": str(self.retention_ms)}
 
 
@@ -36,6 +45,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(INVENTORY_EVENTS),
     TopicSpec(ORDER_EVENTS_DLQ),
     TopicSpec(INVENTORY_EVENTS_DLQ),
+    TopicSpec(INVENTORY_STATE, compacted=True),
 )
 DLQ_FOR = {ORDER_EVENTS: ORDER_EVENTS_DLQ, INVENTORY_EVENTS: INVENTORY_EVENTS_DLQ}
 
@@ -86,10 +96,15 @@ def check_topics(admin, topics=TOPICS) -> None:
         if n != t.partitions:
             problems.append(f"{t.name}: {n} partitions, expected {t.partitions}")
         conf = topic_configs.get(t.name, {})
-        retention = conf.get("retention.ms")
-        value = retention.get("value") if isinstance(retention, dict) else retention
-        if value is not None and str(value) != str(t.retention_ms):
-            problems.append(f"{t.name}: retention.ms={value}, expected {t.retention_ms}")
+        # Only the settings the lab relies on: the retention of the event topics, the
+        # compaction of the state topic (segment sizes are a tuning choice).
+        for key, want in t.configs.items():
+            if key == "segment.bytes":
+                continue
+            got = conf.get(key)
+            value = got.get("value") if isinstance(got, dict) else got
+            if value is not None and str(value) != want:
+                problems.append(f"{t.name}: {key}={value}, expected {want}")
     if problems:
         raise TopicMismatchError(
             "topics differ from the lab's definition (delete them or use a fresh cluster): "

@@ -41,3 +41,8 @@ def stock_from_events(events) -> dict[str, int]:
     for ev in events:
         stock[ev["item"]] = ev["stock_left"]
     return stock
+
+
+def stock_snapshot(warehouse: int, stock: dict[str, int], orders_offset: int) -> dict:
+    """The InventoryState record: warehouse's whole stock once every order before orders_offset is processed."""
+    return {"schema": SCHEMA_VERSION, "warehouse": warehouse, "orders_offset": orders_offset, "stock": dict(stock)}

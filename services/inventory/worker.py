@@ -1,10 +1,12 @@
 """The inventory worker: transactional consume-transform-produce, so each order is processed exactly once.
 
 Per poll batch: begin a transaction, write one InventoryEvents record per order (or a
-dead letter), add the consumed offsets to the same transaction, commit. A crash anywhere
-aborts the open transaction (the next init_transactions with our transactional_id fences
-it), so output and offsets move together. Stock is rebuilt from committed InventoryEvents
-whenever a partition is assigned, so it always matches the committed offsets.
+dead letter) and one InventoryState snapshot per warehouse touched, add the consumed offsets
+to the same transaction, commit. A crash anywhere aborts the open transaction (the next
+init_transactions with our transactional_id fences it), so output, snapshots and offsets move
+together. When a partition is assigned, its stock comes from its latest committed snapshot,
+which therefore matches the committed offset; without one that matches (a stack from before
+snapshots), from the warehouse's whole InventoryEvents history.
 """
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ from kafka.structs import OffsetAndMetadata
 from services.common import events, kafka_clients
 from services.common.config import Config
 from services.common.events import DecodeError
-from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, ORDER_EVENTS
+from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, INVENTORY_STATE, ORDER_EVENTS
 from services.common.watchdog import StallWatch
-from services.inventory.stock import inventory_event, reserve, stock_from_events
+from services.inventory.stock import inventory_event, reserve, stock_from_events, stock_snapshot
 
 log = logging.getLogger(__name__)
 GROUP = "inventory-grp"
@@ -36,23 +38,28 @@ def dead_letter_headers(error: str, topic: str, partition: int, offset: int) -> 
             ("dlq.source.partition", str(partition).encode()), ("dlq.source.offset", str(offset).encode())]
 
 
-def read_partition(consumer, tp: TopicPartition, decode, timeout_s: float = 120.0):
-    """Yield decoded records of tp from the beginning up to its current (read_committed) end."""
-    consumer.assign([tp])
-    end = kafka_clients.end_offsets(consumer, [tp])[tp]
-    consumer.seek_to_beginning(tp)
-    deadline = time.monotonic() + timeout_s
-    while consumer.position(tp) < end:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"reading {tp} to offset {end} took over {timeout_s}s")
-        for recs in consumer.poll(timeout_ms=500, max_records=5000).values():
-            for rec in recs:
-                if rec.offset >= end:
-                    break
-                try:
-                    yield decode(rec.value)
-                except DecodeError:
-                    continue
+def decoded(records, decode):
+    """The decoded values of records; undecodable ones are skipped (they went to a DLQ when written)."""
+    for rec in records:
+        try:
+            yield decode(rec.value)
+        except DecodeError:
+            continue
+
+
+def last_snapshot(reader, tp: TopicPartition) -> dict | None:
+    """The newest committed InventoryState record of tp, reading back from the end in growing steps."""
+    hi = kafka_clients.end_offsets(reader, [tp])[tp]
+    step = 16  # each transaction writes one snapshot and one marker: the last few offsets hold it
+    while hi > 0:
+        lo = max(0, hi - step)
+        found = None
+        for found in decoded(kafka_clients.read_range(reader, tp, lo, hi), events.decode_stock_snapshot):
+            pass
+        if found is not None:
+            return found
+        hi, step = lo, step * 8
+    return None
 
 
 class InventoryWorker:
@@ -62,6 +69,10 @@ class InventoryWorker:
         self.cfg = cfg
         self.stop_event = threading.Event()
         self.stock: dict[int, dict[str, int]] = {}   # warehouse (partition) -> item -> units left
+        # Assigned partitions whose stock is not loaded yet. The rebalance callback only notes
+        # them: it runs on kafka-python's network thread, and a long read there blocks the
+        # heartbeats until the session times out (seen at ~2.5M events: an endless rejoin loop).
+        self.unbuilt: set[TopicPartition] = set()
         self.processed = 0
         self.dead_letters = 0
         self.transactional_id = f"inventory-consumer-{cfg.instance_id}"
@@ -87,6 +98,7 @@ class InventoryWorker:
         # Everything below is rebuilt from Kafka: the stock on assignment, the position from
         # the committed offsets. Nothing from a failed incarnation is trusted.
         self.stock = {}
+        self.unbuilt = set()
         self.producer = kafka_clients.producer(cfg, transactional_id=self.transactional_id,
                                                client_id=self.transactional_id)
         self.consumer = self.reader = None
@@ -103,6 +115,9 @@ class InventoryWorker:
             watch = StallWatch(self.consumer)
             while not self.stop_event.is_set():
                 batch = self.consumer.poll(timeout_ms=200, max_records=self.batch)
+                if self.unbuilt:
+                    self.rebuild()
+                    watch.progressed()  # the stall window counts from here, not from the rebuild's start
                 if batch:
                     self.process(batch)
                     watch.progressed()
@@ -119,14 +134,23 @@ class InventoryWorker:
             self.producer.close(timeout=5)
             log.info("inventory-consumer stopped processed=%d", self.processed)
 
-    def rebuild(self, partitions) -> None:
-        """Load each newly assigned warehouse's stock from committed InventoryEvents."""
-        for tp in partitions:
+    def rebuild(self) -> None:
+        """Load the stock of each newly assigned warehouse: its snapshot, or its whole history."""
+        for tp in sorted(self.unbuilt):
             t0 = time.monotonic()
-            self.stock[tp.partition] = stock_from_events(
-                read_partition(self.reader, TopicPartition(INVENTORY_EVENTS, tp.partition), events.decode_inventory))
-            log.info("stock rebuilt warehouse=%d items=%d in %.2fs", tp.partition,
-                     len(self.stock[tp.partition]), time.monotonic() - t0)
+            committed = self.consumer.committed(tp, timeout_ms=self.cfg.kafka_timeout_ms * 2) or 0
+            snap = last_snapshot(self.reader, TopicPartition(INVENTORY_STATE, tp.partition))
+            if snap is not None and snap["orders_offset"] == committed:
+                stock, source = snap["stock"], "snapshot"
+            else:
+                # No snapshot yet, or one from another offset (it was written by a version
+                # without snapshots, or the group's offsets were reset): the full history.
+                history = kafka_clients.read_range(self.reader, TopicPartition(INVENTORY_EVENTS, tp.partition))
+                stock, source = stock_from_events(decoded(history, events.decode_inventory)), "InventoryEvents"
+            self.stock[tp.partition] = stock
+            self.unbuilt.discard(tp)
+            log.info("stock loaded warehouse=%d items=%d from=%s orders_offset=%d in %.2fs", tp.partition,
+                     len(stock), source, committed, time.monotonic() - t0)
 
     def process(self, batch) -> None:
         """Process one poll batch inside one transaction."""
@@ -137,7 +161,7 @@ class InventoryWorker:
         prod.begin_transaction()
         try:
             for tp, records in batch.items():
-                stock = self.stock.setdefault(tp.partition, {})
+                stock = self.stock[tp.partition]  # loaded by rebuild() before any batch of tp
                 for rec in records:
                     if cfg.throttle_ms:
                         time.sleep(cfg.throttle_ms / 1000)
@@ -155,8 +179,13 @@ class InventoryWorker:
                         # Same partition number as the order: warehouse p's history lives in partition p.
                         prod.send(INVENTORY_EVENTS, key=order["order_id"].encode(), value=events.encode(out),
                                   partition=tp.partition)
-                    offsets[tp] = OffsetAndMetadata(rec.offset + 1, "", -1)
                     n += 1
+                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+                # The warehouse's whole stock as of this transaction: what the next owner of
+                # the partition starts from.
+                snapshot = stock_snapshot(tp.partition, stock, records[-1].offset + 1)
+                prod.send(INVENTORY_STATE, key=str(tp.partition).encode(), value=events.encode(snapshot),
+                          partition=tp.partition)
             group = self.consumer.group_metadata()
             bounded(lambda: prod.send_offsets_to_transaction(offsets, group), self.txn_timeout_s, "send_offsets")
             bounded(prod.commit_transaction, self.txn_timeout_s, "commit_transaction")
@@ -210,8 +239,9 @@ class _Rebalance(ConsumerRebalanceListener):
         # No transaction is open here: each one ends before the next poll().
         for tp in revoked:
             self.worker.stock.pop(tp.partition, None)
+            self.worker.unbuilt.discard(tp)
         log.info("partitions revoked %s", sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned):
         log.info("partitions assigned %s", sorted(tp.partition for tp in assigned))
-        self.worker.rebuild(assigned)
+        self.worker.unbuilt.update(assigned)

@@ -7,12 +7,13 @@ import subprocess
 import sys
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from lab import paths
-from services.common.events import DecodeError, decode_inventory, decode_order
-from services.common.topics import (INVENTORY_EVENTS, ORDER_EVENTS, RETENTION_MS, TOPICS, TopicMismatchError,
-                                    TopicSpec, check_topics)
+from lab.verify import reconcile
+from services.common.events import DecodeError, decode_inventory, decode_order, decode_stock_snapshot
+from services.common.topics import (INVENTORY_EVENTS, INVENTORY_STATE, ORDER_EVENTS, RETENTION_MS, TOPICS,
+                                    TopicMismatchError, TopicSpec, check_topics)
 from tests.integration.kafka_reads import end_offsets, group_ids, read_topic, wait_for
 
 
@@ -160,6 +161,59 @@ def test_restarts_keep_stock_and_metrics(stack, http):
     initial = 1_000_000  # INITIAL_STOCK of the session stack
     assert after["reserved_qty_by_item"]["restart-probe"] == 120
     assert after["stock_by_item"]["restart-probe"] == 3 * initial - 120
+
+
+def _snapshots(stack) -> dict[int, dict]:
+    """The latest InventoryState record per warehouse."""
+    return {s["warehouse"]: s for s in valid(read_topic(stack.bootstrap, INVENTORY_STATE), decode_stock_snapshot)}
+
+
+def _committed(stack, group: str, topic: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    try:
+        got = admin.list_group_offsets({group: [TopicPartition(topic, p) for p in range(3)]})[group]
+    finally:
+        admin.close()
+    return {tp.partition: o.offset for tp, o in got.items()}
+
+
+def test_inventory_state_snapshots_match_history_and_offsets(stack, http):
+    assert http.post(stack.producer_url + "/orders/bulk", json={"n": 300, "item": "mixed"}, timeout=60).status_code == 201
+    settled_metrics(http, stack)
+    snaps = _snapshots(stack)
+    assert sorted(snaps) == [0, 1, 2]
+    # Written in the same transaction as the offsets: each snapshot sums up exactly the orders
+    # inventory-grp has committed, and holds the latest stock_left of every item of its warehouse.
+    assert {w: s["orders_offset"] for w, s in snaps.items()} == _committed(stack, "inventory-grp", ORDER_EVENTS)
+    latest: dict = {}
+    for ev in valid(read_topic(stack.bootstrap, INVENTORY_EVENTS), decode_inventory):
+        latest.setdefault(ev["warehouse"], {})[ev["item"]] = ev["stock_left"]
+    assert {w: s["stock"] for w, s in snaps.items()} == latest
+
+
+def test_a_snapshot_that_does_not_match_the_offsets_is_not_trusted(stack, http):
+    probe = {"n": 30, "item": "snapshot-probe", "qty": 2}
+    assert http.post(stack.producer_url + "/orders/bulk", json=probe, timeout=60).status_code == 201
+    settled_metrics(http, stack)
+    # A snapshot from elsewhere (an older offset, a wrong stock) lands last in every warehouse.
+    p = KafkaProducer(bootstrap_servers=stack.bootstrap)
+    try:
+        for w in range(3):
+            bogus = {"schema": 1, "warehouse": w, "orders_offset": 0, "stock": {"snapshot-probe": 7}}
+            p.send(INVENTORY_STATE, key=str(w).encode(), value=json.dumps(bogus).encode(), partition=w)
+        p.flush()
+    finally:
+        p.close()
+    stack.restart("inventory-consumer")
+    # Its offset does not match inventory-grp's: the stock comes from InventoryEvents instead,
+    # so the next orders come off the real remainder (60 units reserved so far), not off 7.
+    assert http.post(stack.producer_url + "/orders/bulk", json=probe, timeout=60).status_code == 201
+    after = settled_metrics(http, stack)
+    assert after["reserved_qty_by_item"]["snapshot-probe"] == 120
+    assert after["stock_by_item"]["snapshot-probe"] == 3 * 1_000_000 - 120
+    # The restart's own transactions wrote correct snapshots over the bogus ones.
+    assert all(s["orders_offset"] > 0 for s in _snapshots(stack).values())
+    assert reconcile(stack.service_config(), initial_stock=1_000_000)["stock"]["snapshot_mismatch"] == {}
 
 
 def test_status_json_from_the_command_line(stack):

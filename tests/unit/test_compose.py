@@ -60,8 +60,9 @@ def test_init_topics_creates_exactly_the_topic_definitions():
     script = SVC["init-topics"]["command"][0]
     creates = [line for line in script.splitlines() if "--create" in line]
     got = {(option(l, "--topic"), int(option(l, "--partitions")), int(option(l, "--replication-factor")),
-            option(l, "--config")) for l in creates}
-    want = {(t.name, t.partitions, t.replication_factor, f"retention.ms={t.retention_ms}") for t in TOPICS}
+            frozenset(re.findall(r"--config[ =](\S+)", l))) for l in creates}
+    want = {(t.name, t.partitions, t.replication_factor, frozenset(f"{k}={v}" for k, v in t.configs.items()))
+            for t in TOPICS}
     assert got == want and len(creates) == len(TOPICS)
     assert all("--if-not-exists" in l for l in creates)
     assert f"--bootstrap-server {KAFKA}:{topology.KAFKA_PORT}" in script

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from services.common import events
 from services.common.events import DecodeError, ValidationError
+from services.inventory.stock import stock_snapshot
 
 
 @pytest.mark.parametrize("body", [
@@ -100,6 +101,8 @@ def test_malformed_records_are_decode_errors(raw, fragment):
 # The fast path in front of jsonschema must never accept what the schema rejects: every
 # document it lets through must pass the full check (so decisions and messages are unchanged).
 _ANY = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**63), st.floats(allow_nan=False),
+                 st.dictionaries(st.text(max_size=3), st.one_of(st.integers(), st.booleans(), st.floats(), st.text()),
+                                 max_size=3),
                  st.sampled_from([0, 1, -1, events.MAX_QTY, events.MAX_QTY + 1, 2.0, 1.5, True, False]),
                  st.sampled_from(["", " ", "pizza", "a\n", " a", "a ", "x" * 64, "x" * 65, "reserved", "rejected",
                                   "\u00e9", "\t", "a b"]),
@@ -109,9 +112,11 @@ _FIELDS = {
     "order_event": ("schema", "order_id", "item", "qty", "created_ms"),
     "inventory_event": ("schema", "order_id", "item", "qty", "status", "stock_left", "warehouse",
                         "order_created_ms", "processed_ms"),
+    "stock_snapshot": ("schema", "warehouse", "orders_offset", "stock"),
 }
 _VALID = {"schema": 1, "order_id": "abc", "item": "pizza", "qty": 3, "created_ms": 1700000000000,
-          "status": "reserved", "stock_left": 12, "warehouse": 2, "order_created_ms": 1, "processed_ms": 2}
+          "status": "reserved", "stock_left": 12, "warehouse": 2, "order_created_ms": 1, "processed_ms": 2,
+          "orders_offset": 40, "stock": {"pizza": 3, "sushi": -1}}
 
 
 def _docs(kind):
@@ -139,6 +144,16 @@ def test_fast_checks_accept_only_what_the_schema_accepts(kind, data):
     ("order_request", {"item": "pizza", "qty": 1}),
     ("order_event", events.new_order("pizza", 2)),
     ("inventory_event", {k: _VALID[k] for k in _FIELDS["inventory_event"]}),
+    ("stock_snapshot", stock_snapshot(1, {"pizza": 3}, 17)),
 ])
 def test_fast_checks_take_the_common_case(kind, doc):
     assert events._fast_checks[kind](doc)
+
+
+def test_stock_snapshot_round_trip_and_rejects():
+    snap = stock_snapshot(2, {"pizza": 5, "taco": 0}, 1234)
+    assert events.decode_stock_snapshot(events.encode(snap)) == snap
+    with pytest.raises(DecodeError, match="stock"):
+        events.decode_stock_snapshot(events.encode({**snap, "stock": {"pizza": "5"}}))
+    with pytest.raises(DecodeError, match="orders_offset"):
+        events.decode_stock_snapshot(events.encode({k: v for k, v in snap.items() if k != "orders_offset"}))

@@ -2,7 +2,7 @@
 import pytest
 
 from services.common import events
-from services.inventory.stock import inventory_event, reserve, stock_from_events
+from services.inventory.stock import inventory_event, reserve, stock_from_events, stock_snapshot
 
 
 @pytest.mark.parametrize("start, qty, status, left", [
@@ -26,3 +26,10 @@ def test_rebuilt_stock_continues_where_processing_left_off():
         produced.append(inventory_event(o, 0, status, left, o["created_ms"]))
     assert [e["status"] for e in produced] == ["reserved", "reserved", "rejected", "reserved"]
     assert stock_from_events(produced) == stock == {"pizza": 1}
+
+
+def test_snapshot_is_a_copy_of_the_stock_at_its_offset():
+    stock = {"pizza": 4}
+    snap = stock_snapshot(1, stock, orders_offset=9)
+    reserve(stock, "pizza", 1, initial=10)  # later processing must not change what was written
+    assert snap == {"schema": events.SCHEMA_VERSION, "warehouse": 1, "orders_offset": 9, "stock": {"pizza": 4}}
