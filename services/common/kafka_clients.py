@@ -18,7 +18,10 @@ def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str
         enable_idempotence=True,
         linger_ms=linger_ms,
         batch_size=64 * 1024,
-        # A down broker must surface as an error within bounded time, not a hang.
+        # A down broker must surface as an error within bounded time, not a hang. That
+        # includes the constructor: kafka-python 3 connects there, for 30 s by default,
+        # so a producer renewed during an outage held POST /order for 30 s before its 503.
+        bootstrap_timeout_ms=cfg.kafka_timeout_ms,
         max_block_ms=cfg.kafka_timeout_ms,
         request_timeout_ms=cfg.kafka_timeout_ms,
         delivery_timeout_ms=cfg.kafka_timeout_ms * 2 + 5,
@@ -63,7 +66,8 @@ def consumer(cfg: Config, *, group_id: str | None, client_id: str = "lab", **ext
 
 def admin(cfg: Config, *, client_id: str = "lab-admin") -> KafkaAdminClient:
     return KafkaAdminClient(bootstrap_servers=cfg.bootstrap, client_id=client_id,
-                            request_timeout_ms=cfg.kafka_timeout_ms * 2)
+                            request_timeout_ms=cfg.kafka_timeout_ms * 2,
+                            bootstrap_timeout_ms=cfg.kafka_timeout_ms * 2)
 
 
 def end_offsets(consumer, tps, attempts: int = 10, timeout_ms: int | None = 30000) -> dict:
