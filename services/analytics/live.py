@@ -72,7 +72,7 @@ class LiveMetrics:
     def _consume(self) -> None:
         cfg = self.cfg
         consumer = kafka_clients.consumer(cfg, group_id=GROUP, client_id="analytics-consumer",
-                                          max_poll_records=2000)
+                                          max_poll_records=2000, **kafka_clients.STREAM_FETCH)
         dlq = kafka_clients.producer(cfg, client_id="analytics-dlq")
         try:
             # Rebuild on every (re)start, from a fresh state: a batch folded but not yet

@@ -106,7 +106,7 @@ class InventoryWorker:
             # Fences any earlier incarnation with our id and aborts its open transaction.
             self.producer.init_transactions()
             self.consumer = kafka_clients.consumer(cfg, group_id=GROUP, client_id=self.transactional_id,
-                                                   max_poll_records=self.batch)
+                                                   max_poll_records=self.batch, **kafka_clients.STREAM_FETCH)
             self.reader = kafka_clients.consumer(cfg, group_id=None, client_id=self.transactional_id + "-rebuild")
             self.consumer.subscribe([ORDER_EVENTS], listener=_Rebalance(self))
             log.info("inventory-consumer started id=%s throttle_ms=%d batch=%d",
