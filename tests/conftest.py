@@ -1,12 +1,22 @@
 """Shared fixtures. Integration tests get one real embedded stack per session, on free ports in a temp dir."""
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
 import requests
 
-from lab.stack import Stack
+from services.common.config import ENV_DEFAULTS
+
+# The suite starts stacks of its own. A lab configured in the caller's shell (LAB_HOME, its
+# ports, KAFKA_BOOTSTRAP, a token, service settings) must neither leak into them nor be
+# touched by them: with LAB_HOME and KAFKA_PORT exported, services of a test stack were
+# started with the caller's LAB_HOME. Removed before lab.paths reads LAB_HOME at import.
+for _var in (*ENV_DEFAULTS, "LAB_HOME", "LAB_REPORTS_DIR", "LAB_STACK", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT"):
+    os.environ.pop(_var, None)
+
+from lab.stack import Stack  # noqa: E402 - after the environment is cleaned
 
 
 def free_port() -> int:
