@@ -189,33 +189,22 @@ def read_back_inventory(cfg, start: dict[int, int], order_ids: set[str], timeout
     seen: set[str] = set()
     tally = {"records": 0, "ours": 0, "duplicates": 0, "foreign": 0, "invalid": 0, "reserved": 0, "rejected": 0}
     try:
-        tps = [TopicPartition(INVENTORY_EVENTS, p) for p in sorted(start)]
-        c.assign(tps)
-        for tp in tps:
-            c.seek(tp, start[tp.partition])
-        ends = kafka_clients.end_offsets(c, tps)
-        deadline = time.monotonic() + timeout_s
-        while any(c.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {INVENTORY_EVENTS} back took over {timeout_s}s")
-            for tp, recs in c.poll(timeout_ms=500).items():
-                for rec in recs:
-                    if rec.offset >= ends[tp]:
-                        break
-                    tally["records"] += 1
-                    try:
-                        ev = events.decode_inventory(rec.value)
-                    except DecodeError:
-                        tally["invalid"] += 1
-                        continue
-                    if ev["order_id"] not in order_ids:
-                        tally["foreign"] += 1
-                    elif ev["order_id"] in seen:
-                        tally["duplicates"] += 1
-                    else:
-                        seen.add(ev["order_id"])
-                        tally["ours"] += 1
-                        tally[ev["status"]] += 1
+        for p in sorted(start):
+            for rec in kafka_clients.read_range(c, TopicPartition(INVENTORY_EVENTS, p), start[p], timeout_s=timeout_s):
+                tally["records"] += 1
+                try:
+                    ev = events.decode_inventory(rec.value)
+                except DecodeError:
+                    tally["invalid"] += 1
+                    continue
+                if ev["order_id"] not in order_ids:
+                    tally["foreign"] += 1
+                elif ev["order_id"] in seen:
+                    tally["duplicates"] += 1
+                else:
+                    seen.add(ev["order_id"])
+                    tally["ours"] += 1
+                    tally[ev["status"]] += 1
     finally:
         c.close()
     return tally
@@ -544,21 +533,11 @@ def true_counts(cfg, timeout_s: float = 300) -> dict:
     c = kafka_clients.consumer(cfg, group_id=None, client_id="lab-truth", max_poll_records=5000)
     counts = dict.fromkeys(KEY_METRICS, 0)
     try:
-        tps = [TopicPartition(t, p) for t in (ORDER_EVENTS, INVENTORY_EVENTS)
-               for p in sorted(c.partitions_for_topic(t) or ())]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = kafka_clients.end_offsets(c, tps)
-        deadline = time.monotonic() + timeout_s
-        while any(c.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"counting the topics took over {timeout_s}s")
-            for tp, recs in c.poll(timeout_ms=500).items():
-                for rec in recs:
-                    if rec.offset >= ends[tp]:
-                        break
+        for topic in (ORDER_EVENTS, INVENTORY_EVENTS):
+            for p in sorted(c.partitions_for_topic(topic) or ()):
+                for rec in kafka_clients.read_range(c, TopicPartition(topic, p), timeout_s=timeout_s):
                     try:
-                        if tp.topic == ORDER_EVENTS:
+                        if topic == ORDER_EVENTS:
                             ev = events.decode_order(rec.value)
                             counts["orders_total"] += 1
                             counts["qty_total"] += ev["qty"]
