@@ -30,6 +30,14 @@ GROUP = "inventory-grp"
 # Records per transaction when unthrottled: from MIN_BATCH, grown while there is a backlog.
 MIN_BATCH = 500
 MAX_BATCH = 5000
+# A snapshot holds every item its warehouse has seen, and items are free-form (64 characters
+# at most). Past this many (~330 KB of JSON) it is not written: it would approach the 1 MiB
+# record limit, and a send that fails there would fail the same batch forever. The next owner
+# then finds a snapshot behind the committed offset and reads the history instead.
+MAX_SNAPSHOT_ITEMS = 4096
+# How long a new owner waits for a snapshot that is behind the committed offset: the commit
+# markers of one transaction reach its partitions one by one.
+SNAPSHOT_CATCH_UP_S = 5.0
 
 
 def dead_letter_headers(error: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
@@ -139,12 +147,22 @@ class InventoryWorker:
         for tp in sorted(self.unbuilt):
             t0 = time.monotonic()
             committed = self.consumer.committed(tp, timeout_ms=self.cfg.kafka_timeout_ms * 2) or 0
-            snap = last_snapshot(self.reader, TopicPartition(INVENTORY_STATE, tp.partition))
+            state_tp = TopicPartition(INVENTORY_STATE, tp.partition)
+            snap = last_snapshot(self.reader, state_tp)
+            deadline = time.monotonic() + SNAPSHOT_CATCH_UP_S
+            while (snap is not None and snap["orders_offset"] < committed
+                   and time.monotonic() < deadline and not self.stop_event.is_set()):
+                time.sleep(0.1)
+                snap = last_snapshot(self.reader, state_tp)
             if snap is not None and snap["orders_offset"] == committed:
                 stock, source = snap["stock"], "snapshot"
             else:
-                # No snapshot yet, or one from another offset (it was written by a version
-                # without snapshots, or the group's offsets were reset): the full history.
+                # No snapshot yet, or one from another offset (written by a version without
+                # snapshots, skipped as too large, or the group's offsets were reset): the
+                # full history.
+                if snap is not None:
+                    log.warning("snapshot of warehouse %d is at offset %d, inventory-grp at %d: "
+                                "reading its history instead", tp.partition, snap["orders_offset"], committed)
                 history = kafka_clients.read_range(self.reader, TopicPartition(INVENTORY_EVENTS, tp.partition))
                 stock, source = stock_from_events(decoded(history, events.decode_inventory)), "InventoryEvents"
             self.stock[tp.partition] = stock
@@ -183,9 +201,10 @@ class InventoryWorker:
                 offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
                 # The warehouse's whole stock as of this transaction: what the next owner of
                 # the partition starts from.
-                snapshot = stock_snapshot(tp.partition, stock, records[-1].offset + 1)
-                prod.send(INVENTORY_STATE, key=str(tp.partition).encode(), value=events.encode(snapshot),
-                          partition=tp.partition)
+                if len(stock) <= MAX_SNAPSHOT_ITEMS:
+                    snapshot = stock_snapshot(tp.partition, stock, records[-1].offset + 1)
+                    prod.send(INVENTORY_STATE, key=str(tp.partition).encode(), value=events.encode(snapshot),
+                              partition=tp.partition)
             group = self.consumer.group_metadata()
             bounded(lambda: prod.send_offsets_to_transaction(offsets, group), self.txn_timeout_s, "send_offsets")
             bounded(prod.commit_transaction, self.txn_timeout_s, "commit_transaction")

@@ -148,8 +148,16 @@ def test_restarts_keep_stock_and_metrics(stack, http):
     probe = {"n": 60, "item": "restart-probe", "qty": 1}
     assert http.post(stack.producer_url + "/orders/bulk", json=probe, timeout=60).status_code == 201
     before = settled_metrics(http, stack)
+    log = stack.log_file("inventory-consumer", 0)
+    seen = len(log.read_text().splitlines())
     stack.restart("inventory-consumer")
     stack.restart("analytics-consumer")
+    # Each warehouse's stock came from its InventoryState snapshot, not from its history; the
+    # orders below show that stock is right.
+    loaded = wait_for(lambda: [ln for ln in log.read_text().splitlines()[seen:] if "stock loaded" in ln]
+                      if sum("stock loaded" in ln for ln in log.read_text().splitlines()[seen:]) >= 3 else None,
+                      30, what="inventory to load its stock")
+    assert all("from=snapshot" in ln for ln in loaded), loaded
     # Analytics rebuilds from the topics: the same figures right after a restart.
     again = wait_for(lambda: (m := metrics(http, stack))["consumer"]["phase"] == "live" and m, 60,
                      what="analytics to rebuild")
