@@ -202,7 +202,7 @@ class InventoryWorker:
                 # The warehouse's whole stock as of this transaction: what the next owner of
                 # the partition starts from.
                 if len(stock) <= MAX_SNAPSHOT_ITEMS:
-                    snapshot = stock_snapshot(tp.partition, stock, records[-1].offset + 1)
+                    snapshot = stock_snapshot(tp.partition, stock, offsets[tp].offset)
                     prod.send(INVENTORY_STATE, key=str(tp.partition).encode(), value=events.encode(snapshot),
                               partition=tp.partition)
             group = self.consumer.group_metadata()
