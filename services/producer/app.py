@@ -24,6 +24,12 @@ bp = Blueprint("orders", __name__)
 # bench stack: p99 18.5-22.2 ms at 1 ms, 18.7-28.3 ms at 0 (c=1 p50 pays: 1.5 -> 3 ms).
 # A bulk fills its batches either way (20-26k events/s at linger 0 and 5, raw producer).
 ORDER_LINGER_MS = 1
+# producer-order runs under gevent (lab/topology.py), where nothing preempts a loop: a bulk
+# hands the event loop back every YIELD_EVERY records. Without it a 100k bulk queued every
+# record before the producer's I/O greenlet sent the first batch, and /stats waited up to
+# 3.4 s for an answer during the bulk; with it, 0.3-0.4 s (gthread: 0.2-0.3 s). A zero
+# sleep is not enough: it runs other greenlets but polls no socket.
+YIELD_EVERY = 1000
 
 
 class OrderSender:
@@ -64,7 +70,9 @@ class OrderSender:
         order_ids: list[str] = []
         first_error: str | None = None
         t0 = time.perf_counter()
-        for ev in orders:
+        for i, ev in enumerate(orders):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                time.sleep(0.0001)  # let gevent's loop poll sockets (see YIELD_EVERY)
             t_send = time.perf_counter()
             try:
                 fut = prod.send(ORDER_EVENTS, key=ev["order_id"].encode(), value=events.encode(ev))
