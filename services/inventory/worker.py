@@ -16,9 +16,10 @@ import time
 
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from services.common import events, kafka_clients
+from services.common import events, kafka_clients, transactions
 from services.common.config import Config
 from services.common.events import DecodeError
 from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, INVENTORY_STATE, ORDER_EVENTS
@@ -113,6 +114,7 @@ class InventoryWorker:
         try:
             # Fences any earlier incarnation with our id and aborts its open transaction.
             self.producer.init_transactions()
+            self.abort_lost_transactions()
             self.consumer = kafka_clients.consumer(cfg, group_id=GROUP, client_id=self.transactional_id,
                                                    max_poll_records=self.batch, **kafka_clients.STREAM_FETCH)
             self.reader = kafka_clients.consumer(cfg, group_id=None, client_id=self.transactional_id + "-rebuild")
@@ -141,6 +143,21 @@ class InventoryWorker:
                     client.close()
             self.producer.close(timeout=5)
             log.info("inventory-consumer stopped processed=%d", self.processed)
+
+    def abort_lost_transactions(self) -> None:
+        """Abort what an earlier incarnation left open when Kafka lost its markers (services/common/transactions.py)."""
+        admin = None
+        try:
+            admin = kafka_clients.admin(self.cfg, client_id=self.transactional_id + "-admin")
+            transactions.abort_fenced_transactions(admin, self.transactional_id,
+                                                   [INVENTORY_EVENTS, INVENTORY_STATE, DLQ_FOR[ORDER_EVENTS]])
+        except KafkaError as exc:
+            # Best effort: a cluster that refuses DescribeProducers (ACLs, an old broker)
+            # still runs the pipeline; only the rare lost-marker case then needs an operator.
+            log.warning("could not check for transactions with lost markers: %r", exc)
+        finally:
+            if admin is not None:
+                admin.close()
 
     def rebuild(self) -> None:
         """Load the stock of each newly assigned warehouse: its snapshot, or its whole history."""

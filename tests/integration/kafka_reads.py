@@ -31,8 +31,9 @@ def values(records) -> list[dict]:
     return [json.loads(r.value) for r in records]
 
 
-def end_offsets(bootstrap: str, topics) -> dict:
-    c = KafkaConsumer(bootstrap_servers=bootstrap, client_id="test-offsets")
+def end_offsets(bootstrap: str, topics, isolation: str = "read_uncommitted") -> dict:
+    """The high watermarks; with read_committed, the last stable offsets (an open transaction holds them back)."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, client_id="test-offsets", isolation_level=isolation)
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t))]
         return c.end_offsets(tps)

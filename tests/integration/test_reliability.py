@@ -5,7 +5,8 @@ import threading
 import time
 
 import requests
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from lab.verify import reconcile
 from services.common.topics import INVENTORY_EVENTS, INVENTORY_EVENTS_DLQ, ORDER_EVENTS, ORDER_EVENTS_DLQ
@@ -124,6 +125,52 @@ def test_broker_outage_gives_503_never_a_false_201_and_everything_resumes(stack)
     assert set(acked) <= in_topic
     _drained(stack, timeout_s=180)   # both consumers resumed without a manual step
     _assert_exactly_once(stack)
+
+
+def _leave_open_transaction(bootstrap: str, transactional_id: str, tp: TopicPartition) -> None:
+    """Write to tp in a transaction of transactional_id that its coordinator never hears of.
+
+    The commit then writes no marker there: the state Kafka 4.3.1 leaves when it loses a
+    commit's markers (services/common/transactions.py). The record goes out without
+    AddPartitionsToTxn, which the broker accepts only with partition verification off.
+    """
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-admin")
+    verification = [ConfigResource(ConfigResourceType.BROKER, "1",
+                                   configs={"transaction.partition.verification.enable": v}) for v in ("false", "true")]
+    admin.alter_configs(verification[:1])
+    try:
+        time.sleep(1)  # the dynamic config reaches the request handlers
+        p = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=transactional_id)
+        p.init_transactions()
+        p.begin_transaction()
+        p._transaction_manager._partitions_in_transaction.add(tp)  # pretend it was added
+        p.send(tp.topic, key=b"lost", value=b"lost markers", partition=tp.partition)
+        p.flush()
+        p.commit_transaction()
+        p.close()
+    finally:
+        admin.alter_configs(verification[1:])
+        admin.close()
+
+
+def test_a_transaction_whose_markers_kafka_lost_is_aborted_by_the_next_incarnation(stack):
+    tp = TopicPartition(INVENTORY_EVENTS, 0)
+    assert stack.kill("inventory-consumer")
+    try:
+        _leave_open_transaction(stack.bootstrap, "inventory-consumer-0", tp)
+        # Open: read_committed readers (analytics) cannot pass it.
+        assert end_offsets(stack.bootstrap, [INVENTORY_EVENTS], "read_committed")[tp] < \
+            end_offsets(stack.bootstrap, [INVENTORY_EVENTS])[tp]
+    finally:
+        stack.start_instance("inventory-consumer", 0)
+    wait_for(lambda: end_offsets(stack.bootstrap, [INVENTORY_EVENTS], "read_committed")[tp]
+             == end_offsets(stack.bootstrap, [INVENTORY_EVENTS])[tp], 60, what="the open transaction aborted")
+    assert "aborting a transaction left open with lost markers" in \
+        stack.log_file("inventory-consumer", 0).read_text()
+    _burst(stack, 200)
+    _drained(stack)
+    _assert_exactly_once(stack)
+    assert not [r for r in read_topic(stack.bootstrap, INVENTORY_EVENTS) if r.key == b"lost"]
 
 
 def test_poison_records_go_to_dead_letter_topics_and_consumers_go_on(stack):
