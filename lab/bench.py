@@ -641,14 +641,15 @@ def bench_bulk(lab: Lab) -> dict:
             if n == max(sizes) and rep >= lab.plan.bulk_reps_largest:
                 continue
             # A small bulk takes tens of ms, where scheduling noise on a shared machine is as
-            # large as the figure: it runs several times back to back (pairs alternating).
+            # large as the figure: it runs several times (pairs alternating).
             inner = bulk_inner(n, sizes)
-            # Each rep starts with idle consumers: a previous backlog would slow it.
-            lab.settle()
             for i in range(inner):
                 for who in (("service", "raw") if (rep + i) % 2 == 0 else ("raw", "service")):
-                    if n == max(sizes):
-                        lab.settle()
+                    # Every run starts with idle consumers. Back to back, the second run of a
+                    # pair shared the CPU with the consumers working through the first one's
+                    # events; alternating the order evened that out only on average, and the
+                    # 1k runs spread from 3k to 30k events/s.
+                    lab.settle()
                     runs[n][who].append(bulk_run(lab, who, n, rss_peak if n == max(sizes) else None))
             s, w = runs[n]["service"][-1], runs[n]["raw"][-1]
             lab.say(f"  bulk rep {rep + 1} n={n}{f' (x{inner})' if inner > 1 else ''}: "
