@@ -32,7 +32,7 @@ def _build(cls, **opts):
 
 
 def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str = "lab",
-             linger_ms: int = 5) -> KafkaProducer:
+             linger_ms: int = 5, batch_size: int = 64 * 1024) -> KafkaProducer:
     """An idempotent acks=all producer; transactional when transactional_id is given."""
     opts = dict(
         bootstrap_servers=cfg.bootstrap,
@@ -40,7 +40,7 @@ def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
-        batch_size=64 * 1024,
+        batch_size=batch_size,
         # A down broker must surface as an error within bounded time, not a hang. That
         # includes the constructor: kafka-python 3 connects there, for 30 s by default,
         # so a producer renewed during an outage held POST /order for 30 s before its 503.
