@@ -23,7 +23,7 @@ from services.common import events, kafka_clients, transactions
 from services.common.config import Config
 from services.common.events import DecodeError
 from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, INVENTORY_STATE, ORDER_EVENTS
-from services.common.watchdog import StallWatch
+from services.common.watchdog import StallWatch, group_lists
 from services.inventory.stock import inventory_event, reserve, stock_from_events, stock_snapshot
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class InventoryWorker:
             log.info("inventory-consumer started id=%s throttle_ms=%d batch=%d",
                      self.transactional_id, cfg.throttle_ms, self.batch)
             last_log = time.monotonic()
-            watch = StallWatch(self.consumer)
+            watch = StallWatch(self.consumer, in_group=group_lists(cfg, GROUP, self.transactional_id))
             while not self.stop_event.is_set():
                 batch = self.consumer.poll(timeout_ms=200, max_records=self.batch)
                 if self.unbuilt:
