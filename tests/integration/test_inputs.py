@@ -64,7 +64,10 @@ def test_fuzzed_posts_never_5xx_and_rejected_ones_write_nothing(producer_client,
        | st.text(alphabet="abcdefghijklmnopqrstuvwxyz/_-.%", max_size=30).map(lambda p: "/" + p))
 @FUZZ
 def test_any_method_and_path_gets_a_json_answer_never_a_5xx(producer_client, method, path):
-    r = producer_client.open(path, method=method, data=b"{}", content_type="application/json")
+    # The path goes in as the server would pass it (PATH_INFO): the test client would read a
+    # leading "//" as a host name ("//." failed in its IDNA encoding before reaching the app).
+    r = producer_client.open("/", method=method, data=b"{}", content_type="application/json",
+                             environ_overrides={"PATH_INFO": path})
     assert r.status_code < 500
     if r.status_code >= 400:
         assert "error" in r.json
