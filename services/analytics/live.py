@@ -20,7 +20,6 @@ from services.inventory.worker import dead_letter_headers
 log = logging.getLogger(__name__)
 GROUP = "analytics-grp"
 TOPICS = (ORDER_EVENTS, INVENTORY_EVENTS)
-CLIENT_ID = "analytics-consumer"
 
 
 class LiveMetrics:
@@ -72,7 +71,7 @@ class LiveMetrics:
 
     def _consume(self) -> None:
         cfg = self.cfg
-        consumer = kafka_clients.consumer(cfg, group_id=GROUP, client_id=CLIENT_ID,
+        consumer = kafka_clients.consumer(cfg, group_id=GROUP, client_id="analytics-consumer",
                                           max_poll_records=2000, **kafka_clients.STREAM_FETCH)
         dlq = kafka_clients.producer(cfg, client_id="analytics-dlq")
         try:
@@ -83,7 +82,7 @@ class LiveMetrics:
             consumer.subscribe(list(TOPICS))
             self.phase, self.error = "live", None
             log.info("analytics live rebuilt_events=%d", self.rebuilt_events)
-            watch = StallWatch(consumer, in_group=group_lists(cfg, GROUP, CLIENT_ID))
+            watch = StallWatch(consumer, in_group=group_lists(cfg, GROUP, consumer))
             while not self.stop_event.is_set():
                 batch = consumer.poll(timeout_ms=200)
                 if not batch:

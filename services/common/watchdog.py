@@ -11,14 +11,16 @@ Two ways a kafka-python 3.0.12 consumer was seen to stop for good, with nothing 
   (inventory-consumer, test session stack, 2026-12-02).
 
 The watch notices either (no records for window_s, and data waiting on our partitions, or no
-partitions while the group does not list us) and raises, and the service starts over with
-fresh clients from Kafka's state.
+partitions while the group does not list our member id) and raises, and the service starts
+over with fresh clients from Kafka's state.
 """
 from __future__ import annotations
 
 import logging
 import time
 from typing import Callable
+
+from kafka.errors import KafkaError
 
 from services.common import kafka_clients
 from services.common.config import Config
@@ -30,20 +32,34 @@ class ConsumerStalled(RuntimeError):
     """The consumer stopped fetching although its partitions have data, or silently left its group."""
 
 
-def group_lists(cfg: Config, group: str, client_id: str) -> Callable[[], bool]:
-    """A check for StallWatch: whether group has a member with client_id (each instance has its own)."""
-    def check() -> bool:
-        admin = kafka_clients.admin(cfg, client_id=client_id + "-watch")
+def group_lists(cfg: Config, group: str, consumer) -> Callable[[], bool | None]:
+    """A check for StallWatch: whether group lists consumer's member id; None when it cannot tell.
+
+    None covers a group that answers with an error (a coordinator moving or loading) and a
+    broker that cannot be reached: not knowing is no reason to restart a consumer. kafka-python
+    3.0.12's describe_groups puts such errors in the result instead of raising them, with an
+    empty member list.
+    """
+    def check() -> bool | None:
+        member_id = consumer.group_metadata().member_id
         try:
-            members = admin.describe_groups([group])[group]["members"]
-        finally:
-            admin.close()
-        return any(m["client_id"] == client_id for m in members)
+            admin = kafka_clients.admin(cfg, client_id=f"{group}-watch")
+            try:
+                desc = admin.describe_groups([group])[group]
+            finally:
+                admin.close()
+        except (KafkaError, OSError) as exc:
+            log.warning("could not describe group %s: %r", group, exc)
+            return None
+        if desc.get("error"):
+            log.warning("could not describe group %s: %s", group, desc["error"])
+            return None
+        return any(m["member_id"] == member_id for m in desc["members"])
     return check
 
 
 class StallWatch:
-    def __init__(self, consumer, window_s: float = 20.0, in_group: Callable[[], bool] | None = None):
+    def __init__(self, consumer, window_s: float = 20.0, in_group: Callable[[], bool | None] | None = None):
         self.consumer = consumer
         self.window_s = window_s
         # Without partitions the consumer may be an idle member (more instances than
@@ -55,13 +71,14 @@ class StallWatch:
         self.last = time.monotonic()
 
     def check(self) -> None:
-        """Raise ConsumerStalled if nothing came for window_s although there is data to read."""
+        """Raise ConsumerStalled if nothing came for window_s although there is data to read, or
+        there are no partitions and the group does not list this consumer."""
         if time.monotonic() - self.last < self.window_s:
             return
         self.last = time.monotonic()  # check at most once per window
         assigned = list(self.consumer.assignment())
         if not assigned:
-            if self.in_group is not None and not self.in_group():
+            if self.in_group is not None and self.in_group() is False:
                 raise ConsumerStalled(f"no partitions for {self.window_s:.0f}s and no longer a member of the group")
             return
         ends = kafka_clients.end_offsets(self.consumer, assigned, timeout_ms=10000)

@@ -36,7 +36,8 @@ MAX_BATCH = 5000
 # record limit, and a send that fails there would fail the same batch forever. The next owner
 # then finds a snapshot behind the committed offset and reads the history instead.
 MAX_SNAPSHOT_ITEMS = 4096
-# A produce batch of the transactional producer: 1/4 of the topics' 1 MiB record limit.
+# A produce batch of the transactional producer: 1/4 of the broker's default record batch limit
+# (message.max.bytes, 1 MiB).
 TXN_BATCH_BYTES = 256 * 1024
 # How long a new owner waits for a snapshot that is behind the committed offset: the commit
 # markers of one transaction reach its partitions one by one.
@@ -130,7 +131,7 @@ class InventoryWorker:
             log.info("inventory-consumer started id=%s throttle_ms=%d batch=%d",
                      self.transactional_id, cfg.throttle_ms, self.batch)
             last_log = time.monotonic()
-            watch = StallWatch(self.consumer, in_group=group_lists(cfg, GROUP, self.transactional_id))
+            watch = StallWatch(self.consumer, in_group=group_lists(cfg, GROUP, self.consumer))
             while not self.stop_event.is_set():
                 batch = self.consumer.poll(timeout_ms=200, max_records=self.batch)
                 if self.unbuilt:
