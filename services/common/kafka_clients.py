@@ -47,7 +47,8 @@ def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str
         bootstrap_timeout_ms=cfg.kafka_timeout_ms,
         max_block_ms=cfg.kafka_timeout_ms,
         request_timeout_ms=cfg.kafka_timeout_ms,
-        delivery_timeout_ms=cfg.kafka_timeout_ms * 2 + 5,
+        # kafka-python refuses a delivery timeout under linger + request timeout.
+        delivery_timeout_ms=cfg.kafka_timeout_ms * 2 + linger_ms + 5,
         reconnect_backoff_max_ms=1000,
         # kafka-python's client-side metrics cost ~10% of producer-order's CPU at POST /order
         # (Sensor.record per produce request); nothing reads them.
@@ -72,10 +73,11 @@ def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str
 # Below 64 KiB per wait, each consumer fetches and commits once per wait: 20 times a second
 # at 50 ms, 5 at 200 ms (idle: 5 empty fetches a second). With 200, POST /order's p99 at
 # concurrency 8 went from 21-35 ms (median 28) to 20-27 ms (median 21) in six alternating
-# pairs on the bench stack. A backlog fills 64 KiB at once, so bulk throughput and the 10k
-# end-to-end time stay as they were (end-to-end / produce 1.19-1.52 at 50 ms, 1.23-1.94 at
-# 200, alternating). A lone order waits at most 200 ms per hop (the Java client's default
-# wait is 500 ms).
+# pairs on the bench stack. A backlog fills 64 KiB at once, so bulk throughput is unchanged.
+# At the very end of a run the last records can wait up to 200 ms per hop: in alternating 10k
+# end-to-end runs that made no difference within the noise (end-to-end / produce 1.19-1.52 at
+# 50 ms, 1.23-1.94 at 200 ms, and the same ranking in a second A/B). A lone order waits at
+# most 200 ms per hop (the Java client's default wait is 500 ms).
 STREAM_FETCH = {"fetch_min_bytes": 64 * 1024, "fetch_max_wait_ms": 200}
 
 
