@@ -57,9 +57,6 @@ def test_inventory_killed_mid_burst_loses_and_doubles_nothing(stack):
     _drained(stack)
     result = _assert_exactly_once(stack)
     assert result[INVENTORY_EVENTS]["orders"] == result[ORDER_EVENTS]["orders"]
-    # The kills did cut transactions: aborted records sit in the log but no committed reader sees them.
-    raw = len(read_topic(stack.bootstrap, INVENTORY_EVENTS, isolation="read_uncommitted"))
-    assert raw >= result[INVENTORY_EVENTS]["records"]
 
 
 def test_rebalance_adding_and_killing_instances_mid_burst(stack):
