@@ -88,7 +88,6 @@ class LiveMetrics:
                 if not batch:
                     watch.check()
                     continue
-                watch.progressed()
                 n = 0
                 offsets = {}
                 with self.lock:
@@ -108,6 +107,7 @@ class LiveMetrics:
                 # Commit after folding: a crash before this line refolds the batch on restart,
                 # and the restart's rebuild reads only up to the committed offsets, so nothing doubles.
                 consumer.commit(offsets, timeout_ms=cfg.kafka_timeout_ms * 3)
+                watch.progressed(offsets)
         finally:
             consumer.close()
             dlq.close(timeout=5)

@@ -10,9 +10,9 @@ Two ways a kafka-python 3.0.12 consumer was seen to stop for good, with nothing 
   10 s later, and then polled an empty assignment at 87% of a core for as long as it ran
   (inventory-consumer, test session stack, 2026-12-02).
 
-The watch notices either (no records for window_s, and data waiting on our partitions, or no
-partitions while the group does not list our member id) and raises, and the service starts
-over with fresh clients from Kafka's state.
+The watch notices these (no records for window_s, and data waiting on our partitions, or
+commits that never reached the group, or no partitions while the group does not list our
+member id) and raises, and the service starts over with fresh clients from Kafka's state.
 """
 from __future__ import annotations
 
@@ -66,9 +66,13 @@ class StallWatch:
         # partitions) or one that fell out of its group: in_group tells the two apart.
         self.in_group = in_group
         self.last = time.monotonic()
+        self.committed_to: dict = {}  # tp -> the offset we last committed for it
 
-    def progressed(self) -> None:
+    def progressed(self, committed: dict | None = None) -> None:
+        """Records came; committed is what the service then committed ({tp: OffsetAndMetadata})."""
         self.last = time.monotonic()
+        for tp, om in (committed or {}).items():
+            self.committed_to[tp] = om.offset
 
     def check(self) -> None:
         """Raise ConsumerStalled if nothing came for window_s although there is data to read, or
@@ -82,7 +86,23 @@ class StallWatch:
                 raise ConsumerStalled(f"no partitions for {self.window_s:.0f}s and no longer a member of the group")
             return
         ends = kafka_clients.end_offsets(self.consumer, assigned, timeout_ms=10000)
-        behind = {str(tp): (self.consumer.position(tp, timeout_ms=10000), ends[tp])
-                  for tp in assigned if self.consumer.position(tp, timeout_ms=10000) < ends[tp]}
+        positions = {tp: self.consumer.position(tp, timeout_ms=10000) for tp in assigned}
+        behind = {str(tp): (positions[tp], ends[tp]) for tp in assigned if positions[tp] < ends[tp]}
         if behind:
             raise ConsumerStalled(f"no records for {self.window_s:.0f}s with data waiting: {behind}")
+        # Both services commit what they process before they poll again, so after an idle
+        # window the group's offsets must have reached what they last committed. Seen once
+        # after a broker outage: kafka-python's producer I/O thread died ("Invalid transition
+        # attempted from state READY to state READY"), later transactions returned from
+        # commit_transaction without committing, and inventory sat at the end of its
+        # partitions with its offsets behind, for good. (Not the position: on transactional
+        # topics it runs past commit markers and aborted records that no commit covers.)
+        lost = {}
+        for tp, offset in self.committed_to.items():
+            if tp in positions:
+                on_broker = self.consumer.committed(tp, timeout_ms=10000) or 0
+                if on_broker < offset:
+                    lost[str(tp)] = (on_broker, offset)
+        if lost:
+            raise ConsumerStalled(f"commits did not reach the group for {self.window_s:.0f}s "
+                                  f"(group's offset, committed by us): {lost}")

@@ -138,8 +138,7 @@ class InventoryWorker:
                     self.rebuild()
                     watch.progressed()  # the stall window counts from here, not from the rebuild's start
                 if batch:
-                    self.process(batch)
-                    watch.progressed()
+                    watch.progressed(self.process(batch))
                 else:
                     watch.check()
                 if time.monotonic() - last_log > 10:
@@ -196,8 +195,8 @@ class InventoryWorker:
             log.info("stock loaded warehouse=%d items=%d from=%s orders_offset=%d in %.2fs", tp.partition,
                      len(stock), source, committed, time.monotonic() - t0)
 
-    def process(self, batch) -> None:
-        """Process one poll batch inside one transaction."""
+    def process(self, batch) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Process one poll batch inside one transaction; return the offsets it committed."""
         prod, cfg = self.producer, self.cfg
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         n = dead = 0
@@ -249,6 +248,7 @@ class InventoryWorker:
             # next one to fill COMMIT_INTERVAL_MS at the rate this one achieved.
             per_record = (time.monotonic() - t0) / n
             self.batch = max(MIN_BATCH, min(MAX_BATCH, int(cfg.commit_interval_ms / 1000 / per_record)))
+        return offsets
 
 
 class TransactionStuck(RuntimeError):

@@ -52,3 +52,54 @@ def test_the_group_is_asked_at_most_once_per_window():
         watch.check()
     watch.check()  # right after a check: the next window starts
     assert calls == [1]
+
+
+class AtTheEnd:
+    """A consumer that has read everything on one partition; the group's offset is on_broker."""
+
+    def __init__(self, on_broker: int, position: int = 10):
+        from kafka import TopicPartition
+        self.tp = TopicPartition("InventoryEvents", 0)
+        self.on_broker, self.pos = on_broker, position
+
+    def assignment(self):
+        return {self.tp}
+
+    def end_offsets(self, tps, timeout_ms=None):
+        return {tp: self.pos for tp in tps}
+
+    def position(self, tp, timeout_ms=None):
+        return self.pos
+
+    def committed(self, tp, timeout_ms=None):
+        return self.on_broker
+
+
+def _committed(consumer, offset):
+    from kafka.structs import OffsetAndMetadata
+    return {consumer.tp: OffsetAndMetadata(offset, "", -1)}
+
+
+def test_a_commit_that_never_reached_the_group_is_a_stall():
+    # kafka-python's producer I/O thread died; commit_transaction returned without committing.
+    consumer = AtTheEnd(on_broker=7)
+    watch = StallWatch(consumer, window_s=0)
+    watch.progressed(_committed(consumer, 10))
+    with pytest.raises(ConsumerStalled, match="commits did not reach the group"):
+        watch.check()
+
+
+def test_commits_that_reached_the_group_are_no_stall():
+    consumer = AtTheEnd(on_broker=10)
+    watch = StallWatch(consumer, window_s=0)
+    watch.progressed(_committed(consumer, 10))
+    watch.check()
+
+
+def test_a_position_past_a_commit_marker_is_no_stall():
+    # On a transactional topic the position runs past the last commit marker (offset 10 here),
+    # which no commit covers: only what we committed counts.
+    consumer = AtTheEnd(on_broker=10, position=11)
+    watch = StallWatch(consumer, window_s=0)
+    watch.progressed(_committed(consumer, 10))
+    watch.check()
