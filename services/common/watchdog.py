@@ -75,8 +75,9 @@ class StallWatch:
             self.committed_to[tp] = om.offset
 
     def check(self) -> None:
-        """Raise ConsumerStalled if nothing came for window_s although there is data to read, or
-        there are no partitions and the group does not list this consumer."""
+        """After window_s without records, raise ConsumerStalled if there is data to read, if
+        the group's offsets never reached what we committed, or if there are no partitions
+        and the group does not list this consumer."""
         if time.monotonic() - self.last < self.window_s:
             return
         self.last = time.monotonic()  # check at most once per window
