@@ -451,6 +451,7 @@ def inventory_latencies(lab: Lab, start: dict[TopicPartition, int]) -> list[int]
 def bench_replay(lab: Lab) -> dict:
     """POST /replay against a raw consumer reading and decoding the same partitions from offset 0."""
     service, raw = [], []
+    seed_for_replay(lab)
     for rep in range(lab.plan.reps):
         lab.settle()
         ends = lab.end_offsets([ORDER_EVENTS, INVENTORY_EVENTS])
@@ -469,6 +470,21 @@ def bench_replay(lab: Lab) -> dict:
         lab.say(f"  replay rep {rep + 1}: service {service[-1]['events_per_s']:.0f} ev/s, "
                 f"raw read+decode {raw[-1]['events_per_s']:.0f} ev/s over {service[-1]['events']} events")
     return _versus(service, raw, events=service[0]["events"])
+
+
+def seed_for_replay(lab: Lab) -> None:
+    """Top OrderEvents up to the orders the e2e section leaves, so replay alone reads as much.
+
+    In a full run e2e has already written them; `--only replay` on a fresh stack would
+    otherwise time a replay of nothing.
+    """
+    want = lab.plan.reps * lab.plan.e2e_n
+    have = sum(lab.end_offsets([ORDER_EVENTS]).values())
+    if have < want:
+        lab.say(f"  replay: writing {want - have:,} orders first, so there is something to replay")
+        r, _ = lab.post(lab.stack.producer_url + "/orders/bulk", {"n": want - have, "item": events.MIXED})
+        if r.status_code != 201:
+            raise RuntimeError(f"/orders/bulk answered {r.status_code}: {r.text[:300]}")
 
 
 def _versus(service: list[dict], raw: list[dict], **extra) -> dict:
@@ -935,6 +951,8 @@ def orders_written(plan: Plan, sections=SECTIONS) -> int:
             total += 2 * reps * inner * n
     if "e2e" in sections:
         total += plan.reps * plan.e2e_n + min(plan.e2e_n, 500)
+    elif "replay" in sections:
+        total += plan.reps * plan.e2e_n  # at most: seed_for_replay tops up to this
     if "inventory" in sections:
         total += plan.inventory_reps * plan.inventory_n
     return total
