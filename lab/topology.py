@@ -43,7 +43,9 @@ def command(service: str, *, host: str, port: int | None = None,
     if service in APP_FACTORIES:
         # No control socket: every gunicorn of a user shares ~/.gunicorn/gunicorn.ctl, so
         # stacks side by side (tests, a second LAB_HOME) would replace each other's.
-        return [gunicorn, "--workers", "1", *WORKER_CLASS[service], "--no-control-socket",
+        # The config module only holds hooks (services/common/runtime.py).
+        return [gunicorn, "--config", "python:services.common.runtime",
+                "--workers", "1", *WORKER_CLASS[service], "--no-control-socket",
                 "--timeout", "300", "--graceful-timeout", "10", "--log-level", "warning",
                 "--bind", f"{host}:{port or HTTP_PORTS[service]}", APP_FACTORIES[service]]
     if service in WORKER_MODULES:

@@ -6,13 +6,13 @@ import logging
 import time
 
 from flask import Flask, Response, g, jsonify, request
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from services.common.config import Config
 from services.common.events import ValidationError
-from services.common.prometheus import PATH as PROMETHEUS_PATH
+from services.common.prometheus import PATH as PROMETHEUS_PATH, FrozenHeapCollector
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ def init_app(app: Flask, cfg: Config, service: str) -> CollectorRegistry:
 
     # One registry per app, so tests can build many apps in one process.
     registry = CollectorRegistry()
+    # The process' own figures (RSS, CPU, collections), as prometheus_client's default registry has.
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    registry.register(FrozenHeapCollector())
     requests_total = Counter("lab_http_requests", "HTTP requests served",
                              ["service", "method", "endpoint", "status"], registry=registry)
     latency = Histogram("lab_http_request_duration_seconds", "HTTP request latency",

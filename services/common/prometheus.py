@@ -5,6 +5,7 @@ group/topic/partition), so dashboards and alerts written for it work unchanged.
 """
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 
@@ -16,6 +17,14 @@ from services.common.topics import ORDER_EVENTS
 log = logging.getLogger(__name__)
 
 PATH = "/metrics/prometheus"  # served by services.common.http; scraped by monitoring/prometheus.yml
+
+
+class FrozenHeapCollector(Collector):
+    """How many start-up objects the collector skips (services/common/runtime.py); 0 if never frozen."""
+
+    def collect(self):
+        yield GaugeMetricFamily("python_gc_frozen_objects", "Objects frozen after start-up, skipped by gc",
+                                value=gc.get_freeze_count())
 
 
 class ProducerCollector(Collector):

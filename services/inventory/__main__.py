@@ -5,6 +5,7 @@ import logging
 import signal
 
 from services.common.config import Config
+from services.common.runtime import freeze_startup_heap
 from services.inventory.worker import InventoryWorker
 
 
@@ -13,6 +14,7 @@ def main() -> None:
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     worker = InventoryWorker(cfg)
+    freeze_startup_heap()
     # SIGTERM finishes the current transaction, then leaves the group cleanly.
     signal.signal(signal.SIGTERM, lambda *_: worker.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stop_event.set())

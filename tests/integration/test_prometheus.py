@@ -67,3 +67,12 @@ def test_analytics_exports_consumed_events_and_lag_of_both_groups(stack, http):
         return views[0] == views[1] == (js["orders_total"], js["inventory_events_total"])
 
     wait_for(same_counts, 30, interval_s=1, what="/metrics/prometheus and /metrics to count the same")
+
+
+def test_services_run_with_their_start_up_heap_frozen(stack, http):
+    # The gunicorn hook (services/common/runtime.py) froze Flask's, kafka-python's and
+    # jsonschema's objects; an app served without it would report 0.
+    for url in (stack.producer_url, stack.analytics_url):
+        got = scrape(http, url)
+        assert total(got["python_gc_frozen_objects"]) > 50_000, url
+        assert total(got["process_resident_memory_bytes"]) > 0
