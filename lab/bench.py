@@ -42,6 +42,7 @@ from lab import paths, processes
 from lab.broker import kafka_version
 from lab.stack import ANALYTICS, INVENTORY, KAFKA, PRODUCER, Stack
 from services.common import events, kafka_clients, lag
+from services.common.runtime import freeze_startup_heap
 from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
 from services.producer.app import ORDER_LINGER_MS
 
@@ -751,6 +752,8 @@ def linearity(seconds_by_n: dict[int, float]) -> dict:
     per_event_us = {str(n): round(seconds_by_n[n] / n * 1e6, 2) for n in ns}
     steps = [(seconds_by_n[b] - seconds_by_n[a]) / (b - a) for a, b in zip(ns, ns[1:])]
     return {"per_event_us": per_event_us,
+            # The target: 1 = the same time per event at every n.
+            "max_over_min": round(max(per_event_us.values()) / min(per_event_us.values()), 3),
             "marginal_us": [round(s * 1e6, 2) for s in steps],
             "marginal_ratio": round(steps[-1] / steps[0], 3) if steps and steps[0] > 0 else None}
 
@@ -784,8 +787,14 @@ def targets(results: dict) -> list[dict]:
         b = results["bulk"]
         for n, row in b["by_n"].items():
             add(f"bulk produce n={n} / raw producer", row["ratio"], ">=", 0.8)
-        add("bulk time grows with n as the raw loop's (max/min of service/raw time over n)",
-            b["linearity"]["flatness"], "<=", 1.2)
+        # The service's own time per event, not its quotient by the raw loop's: the raw loop's
+        # send and its I/O thread share the GIL and lose the CPU to the consumers working
+        # through the bulk, so its time per event grows with n by itself (81 -> 92 -> 97 us at
+        # 1k, 10k, 100k, standalone beside the running stack) and the quotient carried that in.
+        # Each n's runs are spread over the whole section, so drift in the machine's speed
+        # weighs on every n alike.
+        add("bulk time per event, max/min over n = 1k..100k (1 = linear)",
+            b["linearity"]["service"]["max_over_min"], "<=", 1.2)
         for name in (PRODUCER, INVENTORY, ANALYTICS):
             add(f"peak RSS {name} at the largest bulk, MB", b["peak_rss_mb"][name], "<=", 200)
     if "replay" in results:
@@ -823,12 +832,13 @@ def table(report: dict) -> str:
         lin = r["bulk"]["linearity"]
         lines.append(f"| bulk: µs/event at n={', '.join(lin['service']['per_event_us'])} "
                      f"| {' / '.join(_f(v, 1) for v in lin['service']['per_event_us'].values())} "
-                     f"| {' / '.join(_f(v, 1) for v in lin['raw']['per_event_us'].values())} | | |")
+                     f"| {' / '.join(_f(v, 1) for v in lin['raw']['per_event_us'].values())} "
+                     f"| {_f(lin['service']['max_over_min'], 2)} / {_f(lin['raw']['max_over_min'], 2)} (max/min) | |")
         lines.append(f"| bulk: marginal cost per event, last step / first step (1 = linear) "
                      f"| {_f(lin['service']['marginal_ratio'], 2)} | {_f(lin['raw']['marginal_ratio'], 2)} | | |")
         lines.append(f"| bulk: service time / raw time at n={', '.join(lin['service_over_raw_time'])} "
                      f"| {' / '.join(_f(v, 2) for v in lin['service_over_raw_time'].values())} | "
-                     f"| {_f(lin['flatness'], 2)} (max/min) | |")
+                     f"| {_f(lin['flatness'], 2)} (max/min, information) | |")
     if "replay" in r:
         vs(f"replay, {r['replay']['events']:,} events (raw: read + json decode)", r["replay"])
     if "inventory" in r:
@@ -895,6 +905,11 @@ def run(stack: Stack, plan: Plan, sections=SECTIONS, say=print) -> dict:
     """Run the sections against a running stack and return the report (nothing written)."""
     started = dt.datetime.now(dt.timezone.utc)
     lab = Lab(stack, plan, say)
+    # The raw loops run here, beside ~180k objects of the bench's own imports. The services
+    # freeze theirs; so does the bench, or each full collection during a raw run would rescan
+    # them and the raw side would pay for the harness, not for kafka-python (raw bulk time per
+    # event grew 74 -> 94 us from n=1k to 10k unfrozen, while the service's stayed at 72-73).
+    freeze_startup_heap()
     results: dict = {}
     section_seconds: dict = {}
     load_before = os.getloadavg()
