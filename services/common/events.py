@@ -108,8 +108,22 @@ _ITEM_RE = re.compile(_ITEM["pattern"])
 _STATUSES = frozenset(_INVENTORY_EVENT["properties"]["status"]["enum"])
 
 
+# Items already seen valid: a stream names the same few dozen items over and over, and the
+# regex was the largest part of the fast path (0.5 of 0.7 us per order). Bounded, so a stream
+# of made-up names cannot grow it without limit.
+_VALID_ITEMS: set[str] = set()
+_VALID_ITEMS_MAX = 4096
+
+
 def _is_item(x) -> bool:
-    return type(x) is str and 1 <= len(x) <= MAX_ITEM_LEN and _ITEM_RE.search(x) is not None
+    if type(x) is not str:
+        return False
+    if x in _VALID_ITEMS:
+        return True
+    ok = 1 <= len(x) <= MAX_ITEM_LEN and _ITEM_RE.search(x) is not None
+    if ok and len(_VALID_ITEMS) < _VALID_ITEMS_MAX:
+        _VALID_ITEMS.add(x)
+    return ok
 
 
 def _is_qty(x) -> bool:
@@ -220,6 +234,7 @@ def bulk_orders(n: int, item: str, qty: int = 1, seed: int | None = None):
 # One encoder: json.dumps with non-default separators builds a new JSONEncoder per call
 # (2.7 us against 1.9 us per order, timeit), and every order and inventory event passes here.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder()
 
 
 def encode(event: dict) -> bytes:
@@ -239,7 +254,10 @@ def _decode(raw: bytes | None, kind: str) -> dict:
     if raw is None:
         raise DecodeError("empty record (null value)")
     try:
-        doc = json.loads(raw)
+        # UTF-8 only (RFC 8259 for JSON between systems; every producer here writes it), then
+        # one shared decoder: json.loads(bytes) first sniffs the encoding, 3.2 us against
+        # 2.0 us per order, and every record of a rebuild or replay passes here.
+        doc = _DECODER.decode(raw.decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
