@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import http.client
 import json
 import os
@@ -483,9 +484,12 @@ def seed_for_replay(lab: Lab) -> None:
     have = sum(lab.end_offsets([ORDER_EVENTS]).values())
     if have < want:
         lab.say(f"  replay: writing {want - have:,} orders first, so there is something to replay")
-        r, _ = lab.post(lab.stack.producer_url + "/orders/bulk", {"n": want - have, "item": events.MIXED})
+    while have < want:
+        n = min(want - have, lab.cfg.max_bulk_n)  # one request takes at most MAX_BULK_N
+        r, _ = lab.post(lab.stack.producer_url + "/orders/bulk", {"n": n, "item": events.MIXED})
         if r.status_code != 201:
             raise RuntimeError(f"/orders/bulk answered {r.status_code}: {r.text[:300]}")
+        have += n
 
 
 def _versus(service: list[dict], raw: list[dict], **extra) -> dict:
@@ -693,19 +697,27 @@ def bench_bulk(lab: Lab) -> dict:
     # service run is paired with the raw run next to it, and the figure is the median of the
     # pairs' ratios: a load spike from elsewhere then hits both halves of a pair, where a
     # ratio of two separate medians kept it.
-    time_ratios = {str(n): round(statistics.median(s["seconds"] / r["seconds"]
-                                                   for s, r in zip(runs[n]["service"], runs[n]["raw"])), 3)
-                   for n in sizes}
+    time_ratios = {str(n): pair_median(runs[n]["service"], runs[n]["raw"], "seconds") for n in sizes}
     return {
         "by_n": by_n,
         "linearity": {**{who: linearity({n: by_n[str(n)][f"{who}_seconds"]["median"] for n in sizes})
                          for who in ("service", "raw")},
                       "service_over_raw_time": time_ratios,
-                      "flatness": round(max(time_ratios.values()) / min(time_ratios.values()), 3)},
+                      "flatness": flatness(time_ratios)},
         "peak_rss_mb": {name: round(b / 2**20, 1) for name, b in rss_peak.items()},
         "rss_during": f"POST /orders/bulk n={max(sizes)} until both consumers caught up with it",
         "broker_heap": lab.stack.broker.heap if not lab.stack.external_bootstrap else None,
     }
+
+
+def pair_median(service: list[dict], raw: list[dict], key: str) -> float:
+    """The median over side-by-side pairs of service[i][key] / raw[i][key]."""
+    return round(statistics.median(s[key] / r[key] for s, r in zip(service, raw)), 3)
+
+
+def flatness(time_ratios: dict[str, float]) -> float:
+    """max/min over n of (service time / raw time): 1 = the service grows with n as the raw loop does."""
+    return round(max(time_ratios.values()) / min(time_ratios.values()), 3)
 
 
 def bulk_inner(n: int, sizes) -> int:
@@ -752,7 +764,7 @@ def linearity(seconds_by_n: dict[int, float]) -> dict:
     per_event_us = {str(n): round(seconds_by_n[n] / n * 1e6, 2) for n in ns}
     steps = [(seconds_by_n[b] - seconds_by_n[a]) / (b - a) for a, b in zip(ns, ns[1:])]
     return {"per_event_us": per_event_us,
-            # The target: 1 = the same time per event at every n.
+            # Information (the target is flatness, see targets()): 1 = the same time per event at every n.
             "max_over_min": round(max(per_event_us.values()) / min(per_event_us.values()), 3),
             "marginal_us": [round(s * 1e6, 2) for s in steps],
             "marginal_ratio": round(steps[-1] / steps[0], 3) if steps and steps[0] > 0 else None}
@@ -903,12 +915,12 @@ RUNNERS = {"e2e": bench_e2e, "replay": bench_replay, "orders": bench_orders, "in
 def run(stack: Stack, plan: Plan, sections=SECTIONS, say=print) -> dict:
     """Run the sections against a running stack and return the report (nothing written)."""
     started = dt.datetime.now(dt.timezone.utc)
-    lab = Lab(stack, plan, say)
     # The raw loops run here, beside ~180k objects of the bench's own imports. The services
     # freeze theirs; so does the bench, or each full collection during a raw run would rescan
-    # them and the raw side would pay for the harness, not for kafka-python (raw bulk time per
-    # event grew 74 -> 94 us from n=1k to 10k unfrozen, while the service's stayed at 72-73).
+    # them and the raw side would pay for the harness, not for kafka-python. Undone at the
+    # end: run() may be called inside a longer-lived process (the test suite).
     freeze_startup_heap()
+    lab = Lab(stack, plan, say)
     results: dict = {}
     section_seconds: dict = {}
     load_before = os.getloadavg()
@@ -923,6 +935,7 @@ def run(stack: Stack, plan: Plan, sections=SECTIONS, say=print) -> dict:
     finally:
         drop_scratch(lab)
         lab.close()
+        gc.unfreeze()
     report = {
         "date": started.isoformat(timespec="seconds"),
         "machine": {**machine(stack), "loadavg_1m_before": round(load_before[0], 2),

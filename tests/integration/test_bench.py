@@ -50,7 +50,6 @@ def test_bulk_figures_and_ratios(report):
         assert all(run["acked"] == row["n"] for run in row["service_runs"] + row["raw_runs"])
     for who in ("service", "raw"):
         assert bulk["linearity"][who]["marginal_ratio"] is not None
-        assert bulk["linearity"][who]["max_over_min"] >= 1
         assert all(v > 0 for v in bulk["linearity"][who]["per_event_us"].values())
     assert all(mb > 0 for mb in bulk["peak_rss_mb"].values())
     assert set(bulk["peak_rss_mb"]) == {"kafka", "producer-order", "inventory-consumer", "analytics-consumer"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.bench import linearity, targets
+from lab.bench import flatness, linearity, pair_median, targets
 
 
 def test_linear_time_gives_one():
@@ -23,7 +23,7 @@ def _bulk(quotients):
     sizes = sorted(quotients)
     return {"bulk": {"by_n": {str(n): {"ratio": 1.0} for n in sizes},
                      "linearity": {"service_over_raw_time": {str(n): q for n, q in quotients.items()},
-                                   "flatness": round(max(quotients.values()) / min(quotients.values()), 3)},
+                                   "flatness": flatness({str(n): q for n, q in quotients.items()})},
                      "peak_rss_mb": {"producer-order": 1, "inventory-consumer": 1, "analytics-consumer": 1}}}
 
 
@@ -35,3 +35,13 @@ def test_the_growth_target_is_the_service_over_raw_quotient(quotients, met):
     rows = targets(_bulk(quotients))
     growth = [r for r in rows if r["target"].startswith("bulk time grows with n")]
     assert len(growth) == 1 and growth[0]["met"] is met
+
+
+def test_flatness_is_max_over_min_of_the_paired_quotients():
+    # 3 pairs at each n; each n's figure is the median of its pairs' service/raw time.
+    runs = {1_000: ([0.09, 0.07, 0.08], [0.10, 0.08, 0.10]),     # quotients 0.9, 0.875, 0.8
+            100_000: ([9.0, 8.0, 11.0], [9.0, 10.0, 10.0])}      # quotients 1.0, 0.8, 1.1
+    ratios = {str(n): pair_median([{"seconds": x} for x in s], [{"seconds": x} for x in r], "seconds")
+              for n, (s, r) in runs.items()}
+    assert ratios == {"1000": 0.875, "100000": 1.0}
+    assert flatness(ratios) == pytest.approx(1.0 / 0.875, abs=1e-3)
