@@ -157,3 +157,31 @@ def test_stock_snapshot_round_trip_and_rejects():
         events.decode_stock_snapshot(events.encode({**snap, "stock": {"pizza": "5"}}))
     with pytest.raises(DecodeError, match="orders_offset"):
         events.decode_stock_snapshot(events.encode({k: v for k, v in snap.items() if k != "orders_offset"}))
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b"\xef\xbb\xbf" + events.encode({"schema": 1}), "byte order mark"),
+    ('{"schema": 1}'.encode("utf-16"), "not JSON"),
+    (b"\xff\xfe", "not JSON"),
+    (12345, "not JSON"),
+])
+def test_values_that_are_not_utf8_json_are_dead_letters(value, reason):
+    with pytest.raises(events.DecodeError, match=reason):
+        events.decode_order(value)
+
+
+def test_a_valid_order_decodes_from_bytes_bytearray_or_str():
+    raw = events.encode(events.new_order("pizza", 2))
+    for value in (raw, bytearray(raw), raw.decode()):
+        assert events.decode_order(value)["item"] == "pizza"
+
+
+def test_remembered_item_names_never_change_an_answer():
+    ok = events.encode(events.new_order("pizza", 1))
+    events.decode_order(ok)                      # "pizza" is remembered now
+    assert "pizza" in events._VALID_ITEMS
+    doc = events.new_order("pizza", 1)
+    doc["item"] = " pizza"                       # leading space: the pattern refuses it
+    with pytest.raises(events.DecodeError):
+        events.decode_order(events.encode(doc))
+    assert " pizza" not in events._VALID_ITEMS
