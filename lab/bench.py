@@ -500,7 +500,7 @@ def _versus(service: list[dict], raw: list[dict], **extra) -> dict:
             # The median of the side-by-side pairs' ratios, as for bulk growth: a load spike
             # from elsewhere hits both halves of a pair, where a ratio of two medians taken
             # apart keeps it (replay, run of 22:28: 0.79 as a ratio of medians, 0.87 paired).
-            "ratio": round(statistics.median(ratios), 3),
+            "ratio": pair_median(service, raw, "events_per_s"),
             "ratio_of_medians": ratio(statistics.median(s["events_per_s"] for s in service),
                                       statistics.median(r["events_per_s"] for r in raw)),
             "ratio_per_rep": summary(ratios),
