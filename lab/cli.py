@@ -25,6 +25,7 @@ USAGE = """./run_all.sh [COMMAND] [options]
   verify [--json]     reconcile the topics independently: duplicates, gaps, stock balance
   lab                 the stack plus JupyterLab on notebooks/ (127.0.0.1)
   bench [--quick]     the benchmarks: service vs raw kafka-python, reports/bench.json
+  images [--offline]  (--compose) build every image; --offline without Docker Hub
 
   --compose           anywhere: the same commands on the docker-compose.yml stack
                       (needs Docker Engine with Compose v2; see the README)
@@ -112,9 +113,9 @@ def _dispatch(command: str, rest: list[str], compose: bool = False) -> int:
     if command == "test":
         env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
         return subprocess.call([sys.executable, "-m", "pytest", *(rest or ["tests"])], cwd=paths.ROOT, env=env)
-    if command in ("run", "lab", "verify", "bench"):
+    if command in ("run", "lab", "verify", "bench", "images"):
         import importlib
-        module = importlib.import_module({"run": "lab.pipeline", "lab": "lab.jupyter",
+        module = importlib.import_module({"run": "lab.pipeline", "lab": "lab.jupyter", "images": "lab.images",
                                           "verify": "lab.verify", "bench": "lab.bench"}[command])
         return module.main(rest, stack)
     print(USAGE, file=sys.stderr)

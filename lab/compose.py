@@ -60,6 +60,7 @@ class ComposeStack:
     producer_port: int = topology.HTTP_PORTS[PRODUCER]
     analytics_port: int = topology.HTTP_PORTS[ANALYTICS]
     external_bootstrap = None     # parity with Stack: compose always runs its own broker
+    project: str | None = None    # compose project name; None: the compose file's own (kafka-lab)
     _compose_checked = False
 
     @classmethod
@@ -69,7 +70,8 @@ class ComposeStack:
         if e.get("KAFKA_BOOTSTRAP") and not in_network:
             raise StackError("KAFKA_BOOTSTRAP and --compose exclude each other: compose runs its own broker "
                              "(unset KAFKA_BOOTSTRAP, or drop --compose to use that cluster)")
-        return cls(home=Path(e.get("LAB_HOME", paths.STATE_DIR)), in_network=in_network, **kw)
+        return cls(home=Path(e.get("LAB_HOME", paths.STATE_DIR)), in_network=in_network,
+                   project=e.get("COMPOSE_PROJECT_NAME") or None, **kw)
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -77,6 +79,20 @@ class ComposeStack:
         if self.in_network:
             return f"{KAFKA}:{topology.KAFKA_PORT}"
         return f"127.0.0.1:{topology.KAFKA_EXTERNAL_PORT}"
+
+    @property
+    def kind(self) -> str:
+        return "compose"
+
+    def describe(self) -> str:
+        """One line for the report's versions section: where the broker runs."""
+        return f"docker compose (project {self.project_name}), KRaft, at {self.bootstrap}"
+
+    def child_environment(self) -> dict[str, str]:
+        """What a child process (a notebook's kernel) needs for stack_from_env to find this very stack."""
+        return {"LAB_STACK": "compose-network" if self.in_network else "compose",
+                "LAB_HOME": str(self.home), "KAFKA_BOOTSTRAP": "",
+                "COMPOSE_PROJECT_NAME": self.project or ""}
 
     def _url(self, service: str, port: int) -> str:
         return f"http://{service if self.in_network else '127.0.0.1'}:{port}"
@@ -101,9 +117,13 @@ class ComposeStack:
     def compose(self) -> dict:
         return yaml.safe_load(self.compose_file.read_text())
 
+    @property
+    def project_name(self) -> str:
+        return self.project or self.compose["name"]
+
     def container(self, service: str, instance: int = 0) -> str:
         """Compose's name for a service's container: <project>-<service>-<n>, n from 1."""
-        return f"{self.compose['name']}-{service}-{instance + 1}"
+        return f"{self.project_name}-{service}-{instance + 1}"
 
     def _settings_file(self) -> Path:
         return self.home / "compose" / "settings.json"
@@ -150,18 +170,34 @@ class ComposeStack:
 
     def _compose(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
         if not self._compose_checked:
-            self._require_compose()
-        return self._docker("compose", "-f", str(self.compose_file), *args, capture=capture)
+            self.require_docker()
+        return self._docker("compose", "-p", self.project_name, "-f", str(self.compose_file), *args,
+                            capture=capture)
 
-    def _require_compose(self) -> None:
-        # A docker CLI without the Compose v2 plugin (or without an engine) should say so plainly.
+    def require_docker(self) -> None:
+        """A reachable Docker daemon and Compose v2, or one line that says what to install."""
+        if self._compose_checked or self.in_network:
+            return  # inside the network _docker refuses every command with its own message
+        hint = ("run scripts/install-docker.sh (Debian/Ubuntu: Docker Engine, dockerd, Compose v2), "
+                "or drop --compose to run the embedded stack")
         try:
             self._docker("compose", "version", capture=True)
-        except StackError as exc:
-            first = str(exc).splitlines()[0]
-            raise StackError(f"`docker compose` (Compose v2) is not usable here: {first}. Install Docker Engine "
-                             "with the Compose plugin, or drop --compose to run the embedded stack") from None
+        except StackError:
+            raise StackError(f"`docker compose` (Compose v2) is not installed: {hint}") from None
+        try:
+            self._docker("info", "--format", "{{.ServerVersion}}", capture=True)
+        except StackError:
+            raise StackError(f"no Docker daemon answers: {hint}") from None
         self._compose_checked = True
+
+    def build(self) -> None:
+        """Build every image the compose file builds itself (the services' and jupyter's)."""
+        self.progress(f"[compose] build: the services' images ({self.compose_file.name})")
+        profiles = sorted({p for svc in self.compose["services"].values() for p in svc.get("profiles", ())})
+        try:
+            self._compose(*[a for p in profiles for a in ("--profile", p)], "build")
+        except StackError as exc:
+            raise StackError(f"{exc}; the failing build step is printed above it") from None
 
     def _scale(self) -> list[str]:
         # Always explicit: `up` without --scale would shrink inventory-consumer back to one replica.

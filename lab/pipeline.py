@@ -25,7 +25,7 @@ import yaml
 from traitlets.config import Config
 
 from lab import paths, results
-from lab.stack import Stack, StackError
+from lab.stack import LabStack, StackError
 
 NOTEBOOKS = ("01-load-10k", "02-consumer-lag", "03-replay", "99-report")
 STANDING_PARAMS = paths.PARAMS_DIR / "lab.yaml"
@@ -122,15 +122,10 @@ def parameter_help(declared: dict[str, dict[str, dict]]) -> str:
 
 
 # -- the kernel ----------------------------------------------------------------------------------
-def kernel_environment(stack: Stack, reports_dir: Path | None = None) -> dict[str, str]:
-    """What a notebook kernel needs to find this very stack (Stack.from_env) and write into reports_dir."""
+def kernel_environment(stack: LabStack, reports_dir: Path | None = None) -> dict[str, str]:
+    """What a notebook kernel needs to find this very stack (lab.compose.stack_from_env) and write into reports_dir."""
     env = {
-        "LAB_HOME": str(stack.home),
-        "KAFKA_PORT": str(stack.kafka_port),
-        "KAFKA_CONTROLLER_PORT": str(stack.controller_port),
-        "PRODUCER_PORT": str(stack.producer_port),
-        "ANALYTICS_PORT": str(stack.analytics_port),
-        "KAFKA_BOOTSTRAP": stack.external_bootstrap or "",
+        **stack.child_environment(),
         "LAB_REPORTS_DIR": str(reports_dir or paths.REPORTS_DIR),
         # The notebooks import lab and services from the repository, wherever the kernel starts.
         "PYTHONPATH": os.pathsep.join(p for p in (str(paths.ROOT), os.environ.get("PYTHONPATH", "")) if p),
@@ -281,7 +276,7 @@ def _findings(reports_dir: Path) -> list[str]:
     return out
 
 
-def main(rest: list[str], stack: Stack) -> int:
+def main(rest: list[str], stack: LabStack) -> int:
     """./run_all.sh [--keep] [--params FILE]... [-p NAME=VALUE]...: the whole lab, end to end."""
     from lab.experiments import restore_services
 

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import requests
 
@@ -20,6 +21,36 @@ from lab.topology import ANALYTICS, APP_SERVICES, INVENTORY, KAFKA, PRODUCER, SE
 
 class StackError(RuntimeError):
     """A stack operation failed; the message says what and where to look."""
+
+
+@runtime_checkable
+class LabStack(Protocol):
+    """What the pipeline, the notebooks, verify and the bench use of a stack: Stack and ComposeStack both are one."""
+    home: Path
+    producer_port: int
+    analytics_port: int
+    external_bootstrap: str | None
+    env: dict
+    progress: object
+
+    @property
+    def bootstrap(self) -> str: ...
+    @property
+    def producer_url(self) -> str: ...
+    @property
+    def analytics_url(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    def describe(self) -> str: ...
+    def service_config(self): ...
+    def child_environment(self) -> dict[str, str]: ...
+    def up(self) -> None: ...
+    def ensure_topics(self) -> None: ...
+    def down(self, wipe: bool = False) -> None: ...
+    def restart(self, service: str, overrides: dict | None = None, instances: int = 1) -> None: ...
+    def kill(self, service: str, instance: int = 0) -> bool: ...
+    def start_instance(self, service: str, instance: int) -> None: ...
+    def status(self) -> dict: ...
 
 
 @dataclass
@@ -56,6 +87,31 @@ class Stack:
     @property
     def bootstrap(self) -> str:
         return self.external_bootstrap or self.broker.bootstrap
+
+    @property
+    def kind(self) -> str:
+        return "external" if self.external_bootstrap else "embedded"
+
+    def describe(self) -> str:
+        """One line for the report's versions section: where the broker runs."""
+        if self.external_bootstrap:
+            return f"external cluster at {self.bootstrap}"
+        return f"embedded, KRaft, at {self.bootstrap}"
+
+    def child_environment(self) -> dict[str, str]:
+        """What a child process (a notebook's kernel) needs for Stack.from_env to find this very stack.
+
+        An empty value removes the variable (LAB_STACK: a compose setting must not leak in).
+        """
+        return {
+            "LAB_STACK": "",
+            "LAB_HOME": str(self.home),
+            "KAFKA_PORT": str(self.kafka_port),
+            "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "PRODUCER_PORT": str(self.producer_port),
+            "ANALYTICS_PORT": str(self.analytics_port),
+            "KAFKA_BOOTSTRAP": self.external_bootstrap or "",
+        }
 
     @property
     def producer_url(self) -> str:

@@ -28,6 +28,13 @@ HTTP = {PRODUCER: ("PRODUCER_HOST", "PRODUCER_PORT"), ANALYTICS: ("ANALYTICS_HOS
 FROM_HOST = re.compile(r"^\$\{(\w+):-(.*)\}$")
 
 
+def default_image(value: str, variable: str) -> str:
+    """An image entry is `${VARIABLE:-default}`: overridable from the environment, the default stated."""
+    m = FROM_HOST.match(value)
+    assert m and m.group(1) == variable, f"{value}: expected ${{{variable}:-...}}"
+    return m.group(2)
+
+
 def option(line: str, name: str) -> str:
     m = re.search(rf"{name}[ =](\S+)", line)
     assert m, f"{name} missing in: {line}"
@@ -50,10 +57,22 @@ def test_services_are_the_stacks_plus_init_and_optional_profiles():
 
 
 def test_kafka_image_is_the_embedded_brokers_version_and_every_image_is_pinned():
-    assert SVC[KAFKA]["image"] == SVC["init-topics"]["image"] == f"apache/kafka:{kafka_version()}"
-    for name, svc in SVC.items():
-        tag = svc["image"].rpartition(":")[2]
-        assert tag and tag != "latest" and "/" not in tag, f"{name}: unpinned image {svc['image']}"
+    assert SVC[KAFKA]["image"] == SVC["init-topics"]["image"]
+    assert default_image(SVC[KAFKA]["image"], "KAFKA_IMAGE") == f"apache/kafka:{kafka_version()}"
+    assert default_image(SVC["prometheus"]["image"], "PROMETHEUS_IMAGE").startswith("prom/prometheus:")
+    images = {name: FROM_HOST.sub(r"\2", svc["image"]) for name, svc in SVC.items()}
+    images["python"] = default_image(SVC[PRODUCER]["build"]["args"]["PYTHON_IMAGE"], "PYTHON_IMAGE")
+    for name, image in images.items():
+        tag = image.rpartition(":")[2]
+        assert tag and tag != "latest" and "/" not in tag, f"{name}: unpinned image {image}"
+
+
+def test_offline_images_have_tags_of_their_own_and_the_kafka_version():
+    from lab.images import OFFLINE_IMAGES
+    assert set(OFFLINE_IMAGES) == {"KAFKA_IMAGE", "PYTHON_IMAGE", "PROMETHEUS_IMAGE"}
+    for tag, dockerfile in OFFLINE_IMAGES.values():
+        assert tag.startswith("kafka-lab/") and (paths.ROOT / dockerfile).exists()
+    assert OFFLINE_IMAGES["KAFKA_IMAGE"][0] == f"kafka-lab/kafka:{kafka_version()}"
 
 
 def test_init_topics_creates_exactly_the_topic_definitions():
@@ -118,7 +137,8 @@ def test_the_experiments_variables_reach_their_service():
 @pytest.mark.parametrize("service", APP_SERVICES)
 def test_app_services_run_the_embedded_entry_points_from_one_image(service):
     svc = SVC[service]
-    assert svc["build"] == {"context": ".", "dockerfile": "services/Dockerfile"}
+    assert {k: v for k, v in svc["build"].items() if k != "args"} == {
+        "context": ".", "dockerfile": "services/Dockerfile", "target": "services"}
     assert svc["image"] == SVC[PRODUCER]["image"]
     assert svc["depends_on"] == {"init-topics": {"condition": "service_completed_successfully"}}
     if service in HTTP:
@@ -140,24 +160,53 @@ def test_entry_points_exist(service):
     if argv[0] == "gunicorn":
         module, _, factory = argv[-1].partition(":")
         assert callable(getattr(importlib.import_module(module), factory.removesuffix("()")))
-        assert re.search(r"^gunicorn==", (paths.ROOT / "requirements.txt").read_text(), re.M)
+        assert re.search(r"^gunicorn==", (paths.ROOT / "requirements-services.txt").read_text(), re.M)
     else:
         assert argv[:2] == ["python", "-m"]
         assert importlib.util.find_spec(argv[2] + ".__main__") is not None
     assert importlib.util.find_spec("services.inventory.health") is not None
 
 
-def test_dockerfile_installs_only_the_pinned_requirements_as_a_non_root_user():
+def stage(name: str) -> list[str]:
+    """The instructions of one stage of services/Dockerfile."""
     lines = [l.strip() for l in DOCKERFILE.splitlines() if l.strip() and not l.strip().startswith("#")]
-    assert re.match(r"FROM python:3\.\d+(\.\d+)?-slim", lines[0])
-    pip = [l for l in lines if "pip install" in l]
-    assert pip == ["RUN pip install -r requirements.txt"]
-    copies = [l.split()[1] for l in lines if l.startswith("COPY")]
-    assert copies == ["requirements.txt", "services/"]
+    starts = [i for i, l in enumerate(lines) if l.startswith("FROM ")]
+    for a, b in zip(starts, [*starts[1:], len(lines)]):
+        if lines[a].endswith(f" AS {name}"):
+            return lines[a:b]
+    raise AssertionError(f"no stage {name}")
+
+
+def test_services_stage_installs_only_what_the_services_import_as_a_non_root_user():
+    lines = stage("services")
+    assert lines[0] == "FROM ${PYTHON_IMAGE} AS services"
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.\d+(\.\d+)?-slim", DOCKERFILE, re.M)
+    assert [l for l in lines if "pip install" in l] == ["RUN pip install -q -r requirements-services.txt"]
+    assert [l.split()[1] for l in lines if l.startswith("COPY")] == ["requirements-services.txt", "services/"]
     users = [l.split()[1] for l in lines if l.startswith("USER")]
     assert users and users[-1] not in ("root", "0")
+    assert [l.split()[1] for l in stage("lab") if l.startswith("USER")][-1] not in ("root", "0")
+    # requirements.txt is what a user installs for the lab: the services' file and the rest.
+    assert "-r requirements-services.txt" in (paths.ROOT / "requirements.txt").read_text().splitlines()
     ignore = (paths.ROOT / ".dockerignore").read_text().split()
-    assert {"*", "!requirements.txt", "!services/"} <= set(ignore)
+    assert {"*", "!requirements*.txt", "!services/"} <= set(ignore)
+
+
+def test_the_services_requirements_cover_every_third_party_import_of_services():
+    import ast
+    import sys
+    pins = {re.split(r"[=<>\[]", l)[0].lower().replace("_", "-")
+            for l in (paths.ROOT / "requirements-services.txt").read_text().splitlines()
+            if l.strip() and not l.startswith("#")}
+    dist = {"kafka": "kafka-python", "prometheus_client": "prometheus-client", "werkzeug": "flask"}
+    imported = set()
+    for f in (paths.ROOT / "services").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            imported |= {n.split(".")[0] for n in names}
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m not in ("services", "__future__")}
+    assert third_party and {dist.get(m, m) for m in third_party} <= pins
 
 
 def test_scaled_inventory_replicas_get_distinct_stable_transactional_ids(monkeypatch):

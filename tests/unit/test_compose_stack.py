@@ -1,4 +1,7 @@
-"""lab.compose.ComposeStack without Docker: the docker compose command lines it runs, and what it makes of the answers."""
+"""lab.compose.ComposeStack without Docker: what it refuses, what it makes of docker's answers, and its errors.
+
+What it does with a real Docker Engine is tests/integration/test_compose.py's.
+"""
 from __future__ import annotations
 
 import json
@@ -8,10 +11,9 @@ import subprocess
 import pytest
 
 from lab import cli
-from lab.compose import COMPOSE_FILE, ComposeStack, host_variables, parse_ps, stack_from_env
-from lab.stack import Stack, StackError
+from lab.compose import ComposeStack, host_variables, parse_ps, stack_from_env
+from lab.stack import LabStack, Stack, StackError
 
-COMPOSE = ["docker", "compose", "-f", str(COMPOSE_FILE)]
 
 
 class FakeDocker:
@@ -51,37 +53,22 @@ def stack(tmp_path, docker, monkeypatch):
     return s
 
 
-def test_up_builds_waits_and_keeps_the_saved_scale_and_overrides(stack, docker):
-    stack.up()
-    assert docker.argvs[-1] == [*COMPOSE, "up", "--build", "--detach", "--wait", "--wait-timeout", "300",
-                                "--scale", "inventory-consumer=1"]
-    stack.restart("inventory-consumer", {"THROTTLE_MS": 100}, instances=3)
-    stack.up()
-    assert docker.argvs[-1][-2:] == ["--scale", "inventory-consumer=3"]
-    assert docker.env_of()["THROTTLE_MS"] == "100"
 
 
-@pytest.mark.parametrize("service,overrides,instances,scale", [
-    ("inventory-consumer", {"THROTTLE_MS": "100"}, 3, ["--scale", "inventory-consumer=3"]),
-    ("inventory-consumer", {}, 1, ["--scale", "inventory-consumer=1"]),
-    ("analytics-consumer", {"ANALYTICS_REBUILD": "0"}, 1, []),
-    ("producer-order", {}, 1, []),
-])
-def test_restart_recreates_one_service_with_its_variables(stack, docker, service, overrides, instances, scale):
-    stack.restart(service, overrides, instances)
-    assert docker.argvs == [[*COMPOSE, "up", "--detach", "--wait", "--wait-timeout", "300", "--no-deps",
-                             "--force-recreate", *scale, service]]
-    env = docker.env_of()
-    for k, v in overrides.items():
-        assert env[k] == v
-    assert "THROTTLE_MS" not in env or "THROTTLE_MS" in overrides
 
 
-def test_restart_without_overrides_drops_the_previous_ones(stack, docker):
-    stack.restart("inventory-consumer", {"THROTTLE_MS": "100"}, 3)
-    stack.restart("inventory-consumer", {}, 1)
-    assert "THROTTLE_MS" not in docker.env_of()
-    assert docker.argvs[-1][-3:] == ["--scale", "inventory-consumer=1", "inventory-consumer"]
+
+
+
+
+
+
+
+
+
+
+
+
 
 
 @pytest.mark.parametrize("service,overrides,instances,message", [
@@ -95,26 +82,6 @@ def test_restart_refuses_what_compose_cannot_apply(stack, docker, service, overr
     with pytest.raises(StackError, match=message):
         stack.restart(service, overrides, instances)
     assert docker.argvs == []
-
-
-def test_restart_kafka_restarts_the_container_and_waits_for_health(stack, docker):
-    stack.restart("kafka")
-    assert docker.argvs == [[*COMPOSE, "restart", "kafka"],
-                            [*COMPOSE, "up", "--detach", "--wait", "--no-deps", "--no-recreate", "kafka"]]
-
-
-@pytest.mark.parametrize("wipe,tail", [(False, []), (True, ["--volumes"])])
-def test_down_stops_every_profile_too(stack, docker, wipe, tail):
-    stack.down(wipe=wipe)
-    assert docker.argvs == [[*COMPOSE, "--profile", "jupyter", "--profile", "monitoring",
-                             "down", "--remove-orphans", *tail]]
-
-
-def test_kill_and_start_address_one_replica_by_its_container_name(stack, docker):
-    assert stack.kill("inventory-consumer", 1) is True
-    stack.start_instance("inventory-consumer", 1)
-    assert docker.argvs == [["docker", "kill", "--signal", "KILL", "kafka-lab-inventory-consumer-2"],
-                            ["docker", "start", "kafka-lab-inventory-consumer-2"]]
 
 
 PS_ROWS = [
@@ -149,8 +116,22 @@ def test_a_failing_docker_command_is_a_stack_error(tmp_path):
     with pytest.raises(StackError, match="failed \\(exit 1\\)"):
         s.up()
     no_compose = ComposeStack(home=tmp_path, run=FakeDocker(fail=("version",)))
-    with pytest.raises(StackError, match="Compose v2\\) is not usable here.*drop --compose"):
+    with pytest.raises(StackError, match="Compose v2\\) is not installed: run scripts/install-docker.sh"):
         no_compose.status()
+    no_daemon = ComposeStack(home=tmp_path, run=FakeDocker(fail=("info",)))
+    with pytest.raises(StackError, match="^no Docker daemon answers: run scripts/install-docker.sh") as exc:
+        no_daemon.up()
+    assert "\n" not in str(exc.value)
+
+
+def test_both_stacks_are_lab_stacks_and_hand_themselves_to_a_child_process(tmp_path):
+    compose = ComposeStack(home=tmp_path, project="lab-test")
+    assert isinstance(compose, LabStack) and isinstance(Stack(home=tmp_path), LabStack)
+    env = {k: v for k, v in compose.child_environment().items() if v}
+    seen = stack_from_env(env)
+    assert isinstance(seen, ComposeStack) and (seen.home, seen.project_name) == (tmp_path, "lab-test")
+    assert seen.container("inventory-consumer", 1) == "lab-test-inventory-consumer-2"
+    assert ComposeStack(home=tmp_path).project_name == "kafka-lab"
 
 
 def test_addresses_from_the_host_and_from_inside_the_compose_network(tmp_path):
@@ -189,5 +170,7 @@ def test_cli_compose_flag_anywhere_selects_compose(argv, monkeypatch, tmp_path, 
     monkeypatch.setenv("LAB_STACK", "embedded")
     monkeypatch.delenv("KAFKA_BOOTSTRAP", raising=False)
     assert cli.main(argv) == 1
-    assert "'docker' not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: `docker compose` (Compose v2) is not installed: run scripts/install-docker.sh")
+    assert err.count("\n") == 1
     assert os.environ["LAB_STACK"] == "compose"  # what notebooks started from here will see
