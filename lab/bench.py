@@ -41,7 +41,7 @@ from kafka.structs import OffsetAndMetadata
 
 from lab import paths, processes
 from lab.broker import kafka_version
-from lab.stack import ANALYTICS, INVENTORY, KAFKA, PRODUCER, Stack
+from lab.stack import ANALYTICS, INVENTORY, KAFKA, PRODUCER, Stack, StackError
 from services.common import events, kafka_clients, lag
 from services.common.runtime import freeze_startup_heap
 from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
@@ -1004,6 +1004,10 @@ def main(argv: list[str], stack: Stack) -> int:
     if unknown:
         p.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
 
+    if stack.kind == "compose":
+        # The bench reads each service's RSS and restarts them by pid: embedded processes only.
+        raise StackError("the bench measures the embedded stack (it reads the services' processes): "
+                         "run ./run_all.sh bench without --compose")
     own = None
     if not stack.external_bootstrap and not stack.status()[KAFKA]["running"]:
         # Nothing runs: measure on a fresh stack of our own (the same ports, an empty state

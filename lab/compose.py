@@ -155,15 +155,15 @@ class ComposeStack:
         # Every service's saved overrides at once: their variable names are disjoint
         # (host_variables), so each reaches only its own service.
         merged = {k: str(v) for s in self._settings().values() for k, v in s["overrides"].items()}
-        return {**os.environ, **{k: str(v) for k, v in self.env.items()}, **merged}
+        # The jupyter service writes notebooks and reports/ into this checkout: as its owner.
+        owner = {"LAB_UID": str(os.getuid()), "LAB_GID": str(os.getgid())} if hasattr(os, "getuid") else {}
+        return {**owner, **os.environ, **{k: str(v) for k, v in self.env.items()}, **merged}
 
-    def _docker(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
-        if self.in_network:
-            raise StackError("inside the compose network (the jupyter service) there is no Docker: "
-                             "control the stack from the host with ./run_all.sh --compose ...")
+    def _docker(self, *args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+        self._refuse_in_network(" ".join(args[:2]))
         argv = ["docker", *args]
         res = self.run(argv, env=self._environment(), capture=capture)
-        if res.returncode != 0:
+        if check and res.returncode != 0:
             detail = (res.stderr or "").strip()[-2000:] if capture else "see the output above"
             raise StackError(f"`{' '.join(argv)}` failed (exit {res.returncode}): {detail}")
         return res
@@ -173,6 +173,13 @@ class ComposeStack:
             self.require_docker()
         return self._docker("compose", "-p", self.project_name, "-f", str(self.compose_file), *args,
                             capture=capture)
+
+    def _refuse_in_network(self, what: str) -> None:
+        if self.in_network:
+            raise StackError(
+                f"`docker {what}` cannot run inside the compose network (the jupyter service has no Docker): "
+                "the experiments that restart services (notebook 02, the drift demo of 03) need "
+                "./run_all.sh --compose lab (JupyterLab on the host) or ./run_all.sh --compose")
 
     def require_docker(self) -> None:
         """A reachable Docker daemon and Compose v2, or one line that says what to install."""
@@ -194,10 +201,15 @@ class ComposeStack:
         """Build every image the compose file builds itself (the services' and jupyter's)."""
         self.progress(f"[compose] build: the services' images ({self.compose_file.name})")
         profiles = sorted({p for svc in self.compose["services"].values() for p in svc.get("profiles", ())})
-        try:
-            self._compose(*[a for p in profiles for a in ("--profile", p)], "build")
-        except StackError as exc:
-            raise StackError(f"{exc}; the failing build step is printed above it") from None
+        self.require_docker()
+        res = self._docker("compose", "-p", self.project_name, "-f", str(self.compose_file),
+                           *[a for p in profiles for a in ("--profile", p)], "--progress", "plain", "build",
+                           capture=True, check=False)
+        if res.returncode != 0:
+            out = (res.stdout + res.stderr).splitlines()
+            steps = [ln for ln in out if re.match(r"^#\d+ \[", ln)]
+            raise StackError(f"building the services' images failed at: {steps[-1] if steps else '(no step started)'}\n"
+                             + "\n".join(out[-25:]))
 
     def _scale(self) -> list[str]:
         # Always explicit: `up` without --scale would shrink inventory-consumer back to one replica.
@@ -205,10 +217,29 @@ class ComposeStack:
 
     # -- operations ------------------------------------------------------------------------
     def up(self) -> None:
-        """Build the image, start whatever is not running and wait until healthy. Idempotent."""
-        self.progress(f"[compose] up: kafka, init-topics and the services ({self.compose_file.name})")
-        self._compose("up", "--build", "--detach", "--wait", "--wait-timeout", "300", *self._scale())
+        """Build the images, start whatever is not running and wait until healthy. Idempotent."""
+        self.progress(f"[compose] up: kafka, init-topics and the services (project {self.project_name})")
+        self.build()
+        try:
+            self._compose("--progress", "quiet", "up", "--detach", "--wait", "--wait-timeout", "300",
+                          *self._scale(), capture=True)
+        except StackError as exc:
+            raise StackError(f"{exc}\n{self.unhealthy_report()}") from None
         self.ensure_topics()
+
+    def unhealthy_report(self, lines: int = 30) -> str:
+        """The state of every container, and the log tail of each one that is not healthy (the broker's first)."""
+        try:
+            rows = parse_ps(self._compose("ps", "--all", "--format", "json", capture=True).stdout)
+        except StackError as exc:
+            return f"(could not list the containers: {exc})"
+        out = ["containers: " + ", ".join(f"{r.get('Name')} {r.get('Health') or r.get('State')}" for r in rows)]
+        bad = [r for r in rows if r.get("Service") != "init-topics" and (r.get("Health") or r.get("State")) != "healthy"
+               or r.get("Service") == "init-topics" and r.get("ExitCode", 0) != 0]
+        for r in sorted(bad, key=lambda r: r.get("Service") != KAFKA):
+            logs = self.run(["docker", "logs", "--tail", str(lines), r["Name"]], env=self._environment(), capture=True)
+            out.append(f"--- last {lines} lines of {r['Name']} ---\n{(logs.stdout + logs.stderr).strip()}")
+        return "\n".join(out)
 
     def ensure_topics(self) -> None:
         """Check the topics init-topics created against services/common/topics.py (creating any missing)."""
@@ -217,8 +248,8 @@ class ComposeStack:
     def down(self, wipe: bool = False) -> None:
         """Stop and remove every container (optional profiles too); with wipe, the broker's volume as well."""
         profiles = sorted({p for svc in self.compose["services"].values() for p in svc.get("profiles", ())})
-        self._compose(*[a for p in profiles for a in ("--profile", p)],
-                      "down", "--remove-orphans", *(["--volumes"] if wipe else []))
+        self._compose(*[a for p in profiles for a in ("--profile", p)], "--progress", "quiet",
+                      "down", "--remove-orphans", *(["--volumes"] if wipe else []), capture=True)
         self.progress(f"[compose] down{' (broker data deleted)' if wipe else ''}")
 
     def restart(self, service: str, overrides: dict | None = None, instances: int = 1) -> None:
@@ -229,15 +260,20 @@ class ComposeStack:
         if service == KAFKA:
             if overrides or instances != 1:
                 raise StackError("kafka takes no overrides or instances")
-            self._compose("restart", KAFKA)
-            self._compose("up", "--detach", "--wait", "--no-deps", "--no-recreate", KAFKA)
+            self._compose("--progress", "quiet", "restart", KAFKA, capture=True)
+            self._compose("--progress", "quiet", "up", "--detach", "--wait", "--no-deps", "--no-recreate", KAFKA,
+                          capture=True)
             return
         if instances > 1 and service != INVENTORY:
             raise StackError(f"--instances applies to {INVENTORY} only")
         self._check_variables(service, overrides)
+        self._refuse_in_network(f"compose restart {service}")
         self._save(service, overrides, instances)
-        self._compose("up", "--detach", "--wait", "--wait-timeout", "300", "--no-deps", "--force-recreate",
-                      *(self._scale() if service == INVENTORY else []), service)
+        try:
+            self._compose("--progress", "quiet", "up", "--detach", "--wait", "--wait-timeout", "300", "--no-deps",
+                          "--force-recreate", *(self._scale() if service == INVENTORY else []), service, capture=True)
+        except StackError as exc:
+            raise StackError(f"{exc}\n{self.unhealthy_report()}") from None
         extra = " ".join(f"{k}={v}" for k, v in overrides.items())
         self.progress(f"[{service}] recreated{f' x{instances}' if instances > 1 else ''}"
                       f"{f' with {extra}' if extra else ''}")

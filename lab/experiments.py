@@ -1,6 +1,6 @@
 """The lab's three experiments, as functions the notebooks call: the 10k load, consumer lag, replay.
 
-Each experiment talks to a running Stack (Stack.from_env() in a notebook) over HTTP and
+Each experiment talks to a running stack (lab_stack() in a notebook: embedded or compose) over HTTP and
 reads Kafka directly where the point is to check the services independently. Each one
 returns a plain dict that the notebook records with lab.results, and the table builders
 below turn those dicts into DataFrames for the notebooks and the text report alike.
@@ -22,7 +22,7 @@ from kafka.errors import KafkaError
 
 from lab import lagstatus
 from lab.broker import kafka_version
-from lab.stack import ANALYTICS, INVENTORY, Stack
+from lab.stack import ANALYTICS, INVENTORY, LabStack
 from services.analytics.metrics import flatten
 from services.common import events, kafka_clients
 from services.common.events import DecodeError
@@ -48,12 +48,13 @@ def show_progress(level: int = logging.INFO) -> None:
         logger.addHandler(handler)
 
 
-def lab_stack() -> Stack:
-    """The stack run_all.sh (or the test) points this kernel at, through LAB_HOME and the *_PORT variables."""
-    return Stack.from_env(progress=logging.getLogger("lab.stack").info)
+def lab_stack() -> LabStack:
+    """The stack run_all.sh (or the test) points this kernel at: LAB_STACK picks compose, LAB_HOME and the ports the rest."""
+    from lab.compose import stack_from_env
+    return stack_from_env(progress=logging.getLogger("lab.stack").info)
 
 
-def notebook_setup() -> Stack:
+def notebook_setup() -> LabStack:
     """A notebook's first call: progress logging, whole tables (they are the evidence), and the stack."""
     show_progress()
     pd.set_option("display.max_rows", 500)
@@ -62,7 +63,7 @@ def notebook_setup() -> Stack:
     return lab_stack()
 
 
-def versions(stack: Stack) -> dict:
+def versions(stack: LabStack) -> dict:
     """Kafka and client versions: the pinned broker, what the broker says it speaks, the Python side."""
     cfg = stack.service_config()
     admin = kafka_clients.admin(cfg, client_id="lab-versions")
@@ -83,8 +84,7 @@ def versions(stack: Stack) -> dict:
         # The embedded broker runs the version pinned in kafka/pom.xml; an external one is only probed.
         "kafka": None if stack.external_bootstrap else kafka_version(),
         "broker_api_probe": probed,
-        "broker": f"external cluster at {stack.bootstrap}" if stack.external_bootstrap
-        else f"embedded, KRaft, at {stack.bootstrap}",
+        "broker": stack.describe(),
         "cluster_id": cluster["cluster_id"],
         "python": platform.python_version(),
         "clients": {name: pkg(name) for name in
@@ -99,12 +99,12 @@ def _check(resp: requests.Response) -> dict:
     return resp.json()
 
 
-def metrics(stack: Stack) -> dict:
+def metrics(stack: LabStack) -> dict:
     """GET /metrics of analytics-consumer."""
     return _check(requests.get(stack.analytics_url + "/metrics", timeout=30))
 
 
-def produce(stack: Stack, n: int, item: str = events.MIXED, seed: int | None = None) -> dict:
+def produce(stack: LabStack, n: int, item: str = events.MIXED, seed: int | None = None) -> dict:
     """POST /orders/bulk; a partial failure (503) comes back as a summary with produced < requested."""
     body = {"n": n, "item": item, **({"seed": seed} if seed is not None else {})}
     resp = requests.post(stack.producer_url + "/orders/bulk", json=body, timeout=HTTP_TIMEOUT_S)
@@ -113,7 +113,7 @@ def produce(stack: Stack, n: int, item: str = events.MIXED, seed: int | None = N
     return _check(resp)
 
 
-def replay(stack: Stack) -> dict:
+def replay(stack: LabStack) -> dict:
     """POST /replay: before/after/diff and the replay's throughput."""
     return _check(requests.post(stack.analytics_url + "/replay", timeout=HTTP_TIMEOUT_S))
 
@@ -123,7 +123,7 @@ def _settled(body: dict) -> bool:
             and all(row["lag"] == 0 for row in body["lag"]))
 
 
-def wait_settled(stack: Stack, timeout_s: float = 180) -> dict:
+def wait_settled(stack: LabStack, timeout_s: float = 180) -> dict:
     """Wait until analytics is live and neither group lags (twice in a row); return /metrics."""
     deadline = time.monotonic() + timeout_s
     streak, body = 0, None
@@ -145,7 +145,7 @@ def wait_settled(stack: Stack, timeout_s: float = 180) -> dict:
         time.sleep(POLL_S)
 
 
-def wait_counted(stack: Stack, orders: int, inventory_events: int, timeout_s: float = 180) -> tuple[dict, bool]:
+def wait_counted(stack: LabStack, orders: int, inventory_events: int, timeout_s: float = 180) -> tuple[dict, bool]:
     """Wait until /metrics counts at least these totals; returns (last /metrics, reached)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -222,7 +222,7 @@ def reconcile(produced: int, read_back: int, duplicates: int, orders_delta: int,
     return {"counts": counts, "duplicates": duplicates, "reconciled": not mismatches, "mismatches": mismatches}
 
 
-def run_load(stack: Stack, n_events: int, batches: int, item: str = events.MIXED,
+def run_load(stack: LabStack, n_events: int, batches: int, item: str = events.MIXED,
              count_timeout_s: float = 180) -> dict:
     """Produce n_events in batches via POST /orders/bulk, wait for analytics, reconcile three counts."""
     cfg = stack.service_config()
@@ -436,7 +436,7 @@ def phase_label(instances: int, throttle_ms: int) -> str:
     return f"{who}, {throttle_ms} ms/event" if throttle_ms else f"{who}, unthrottled"
 
 
-def restore_services(stack: Stack) -> list[str]:
+def restore_services(stack: LabStack) -> list[str]:
     """Undo what the experiments change: inventory-consumer unthrottled x1, analytics rebuilding at start."""
     restored = []
     status = stack.status()
@@ -453,7 +453,7 @@ def restore_services(stack: Stack) -> list[str]:
     return restored
 
 
-def run_lag_experiment(stack: Stack, *, throttle_ms: int, burst: int, sample_interval_s: float,
+def run_lag_experiment(stack: LabStack, *, throttle_ms: int, burst: int, sample_interval_s: float,
                        phase1_s: float, phase2_s: float, phase3_timeout_s: float, scale_out: int = 3,
                        status_window_s: float = 10.0, stop_after_s: float = 15.0) -> dict:
     """Burst into a throttled inventory-consumer, scale it out, then unthrottle it; sample lag throughout.
@@ -477,16 +477,18 @@ def run_lag_experiment(stack: Stack, *, throttle_ms: int, burst: int, sample_int
     caught_up_t = None
     try:
         sampler.start(phase=1)
-        t1 = begin(1, 1, throttle_ms)
+        begin(1, 1, throttle_ms)
         stack.restart(INVENTORY, {"THROTTLE_MS": throttle_ms}, instances=1)
         burst_t = sampler.now()
         burst_result = produce(stack, burst)
         log.info("burst: %d events acknowledged in %.2fs", burst_result["produced"], burst_result["duration_s"])
-        sampler.hold(t1 + phase1_s)
+        # Observation times count from when the restarted consumers are up: a compose restart
+        # waits for the containers' healthchecks, seconds longer than the embedded one.
+        sampler.hold(burst_t + phase1_s)
 
-        t2 = begin(2, scale_out, throttle_ms)
+        begin(2, scale_out, throttle_ms)
         stack.restart(INVENTORY, {"THROTTLE_MS": throttle_ms}, instances=scale_out)
-        sampler.hold(t2 + phase2_s)
+        sampler.hold(sampler.now() + phase2_s)
 
         begin(3, 1, 0)
         restore_services(stack)
@@ -562,7 +564,7 @@ def replay_summary(result: dict) -> dict:
                                    "events_per_s", "group_id")}
 
 
-def run_replay(stack: Stack) -> dict:
+def run_replay(stack: LabStack) -> dict:
     """POST /replay on a settled stack, with the true counts read from the topics alongside."""
     wait_settled(stack)
     result = replay_summary(replay(stack))
@@ -572,7 +574,7 @@ def run_replay(stack: Stack) -> dict:
     return {**result, "truth": truth, "after_matches_truth": key_metrics(result["after"]) == truth}
 
 
-def wait_live(stack: Stack, timeout_s: float = 180) -> dict:
+def wait_live(stack: LabStack, timeout_s: float = 180) -> dict:
     """Wait until analytics has finished its start (rebuild or not) and consumes live."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -587,7 +589,7 @@ def wait_live(stack: Stack, timeout_s: float = 180) -> dict:
         time.sleep(POLL_S)
 
 
-def run_replay_matters(stack: Stack, post_reset_orders: int) -> dict:
+def run_replay_matters(stack: LabStack, post_reset_orders: int) -> dict:
     """Restart analytics without its rebuild, let it count new orders only, then show replay restoring the truth.
 
     Whatever happens, analytics ends restarted normally (rebuilding its state at start).

@@ -13,7 +13,7 @@ import sys
 
 from lab import paths
 from lab.pipeline import KernelError, check_kernel, environment, kernel_environment, sigterm_as_interrupt
-from lab.stack import Stack
+from lab.stack import LabStack
 
 
 def lab_command(port: int) -> list[str]:
@@ -27,7 +27,7 @@ def lab_command(port: int) -> list[str]:
     return cmd
 
 
-def main(rest: list[str], stack: Stack) -> int:
+def main(rest: list[str], stack: LabStack) -> int:
     """Start the stack and JupyterLab; when JupyterLab exits (Ctrl-C), stop the stack unless --keep."""
     from lab.experiments import restore_services
 
