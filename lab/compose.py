@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 from collections import Counter
 from collections.abc import Callable
@@ -57,8 +58,9 @@ class ComposeStack:
     env: dict = field(default_factory=dict)  # extra host environment for `docker compose`
     progress: object = print
     run: Callable[..., subprocess.CompletedProcess] = run_command
-    producer_port: int = topology.HTTP_PORTS[PRODUCER]
-    analytics_port: int = topology.HTTP_PORTS[ANALYTICS]
+    producer_port: int = topology.HTTP_PORTS[PRODUCER]        # host ports: the compose file publishes
+    analytics_port: int = topology.HTTP_PORTS[ANALYTICS]      # each service on the one its variable names
+    kafka_external_port: int = topology.KAFKA_EXTERNAL_PORT
     external_bootstrap = None     # parity with Stack: compose always runs its own broker
     project: str | None = None    # compose project name; None: the compose file's own (kafka-lab)
     _compose_checked = False
@@ -71,14 +73,17 @@ class ComposeStack:
             raise StackError("KAFKA_BOOTSTRAP and --compose exclude each other: compose runs its own broker "
                              "(unset KAFKA_BOOTSTRAP, or drop --compose to use that cluster)")
         return cls(home=Path(e.get("LAB_HOME", paths.STATE_DIR)), in_network=in_network,
-                   project=e.get("COMPOSE_PROJECT_NAME") or None, **kw)
+                   project=e.get("COMPOSE_PROJECT_NAME") or None,
+                   producer_port=int(e.get("PRODUCER_PORT") or topology.HTTP_PORTS[PRODUCER]),
+                   analytics_port=int(e.get("ANALYTICS_PORT") or topology.HTTP_PORTS[ANALYTICS]),
+                   kafka_external_port=int(e.get("KAFKA_EXTERNAL_PORT") or topology.KAFKA_EXTERNAL_PORT), **kw)
 
     # -- addresses -------------------------------------------------------------------------
     @property
     def bootstrap(self) -> str:
         if self.in_network:
             return f"{KAFKA}:{topology.KAFKA_PORT}"
-        return f"127.0.0.1:{topology.KAFKA_EXTERNAL_PORT}"
+        return f"127.0.0.1:{self.kafka_external_port}"
 
     @property
     def kind(self) -> str:
@@ -92,10 +97,13 @@ class ComposeStack:
         """What a child process (a notebook's kernel) needs for stack_from_env to find this very stack."""
         return {"LAB_STACK": "compose-network" if self.in_network else "compose",
                 "LAB_HOME": str(self.home), "KAFKA_BOOTSTRAP": "",
-                "COMPOSE_PROJECT_NAME": self.project or ""}
+                "COMPOSE_PROJECT_NAME": self.project or "", **self._ports()}
 
     def _url(self, service: str, port: int) -> str:
-        return f"http://{service if self.in_network else '127.0.0.1'}:{port}"
+        # Inside the network the services listen on their fixed ports; the host sees the published ones.
+        if self.in_network:
+            return f"http://{service}:{topology.HTTP_PORTS[service]}"
+        return f"http://127.0.0.1:{port}"
 
     @property
     def producer_url(self) -> str:
@@ -105,12 +113,14 @@ class ComposeStack:
     def analytics_url(self) -> str:
         return self._url(ANALYTICS, self.analytics_port)
 
+    def _ports(self) -> dict[str, str]:
+        return {"PRODUCER_PORT": str(self.producer_port), "ANALYTICS_PORT": str(self.analytics_port),
+                "KAFKA_EXTERNAL_PORT": str(self.kafka_external_port)}
+
     def service_config(self):
         """A services Config pointing at this stack (for notebooks and tests that talk to Kafka)."""
         from services.common.config import Config
-        return Config.from_env({**os.environ, "KAFKA_BOOTSTRAP": self.bootstrap,
-                                "PRODUCER_PORT": str(self.producer_port),
-                                "ANALYTICS_PORT": str(self.analytics_port)})
+        return Config.from_env({**os.environ, "KAFKA_BOOTSTRAP": self.bootstrap, **self._ports()})
 
     # -- the compose file and our settings -------------------------------------------------
     @property
@@ -157,7 +167,7 @@ class ComposeStack:
         merged = {k: str(v) for s in self._settings().values() for k, v in s["overrides"].items()}
         # The jupyter service writes notebooks and reports/ into this checkout: as its owner.
         owner = {"LAB_UID": str(os.getuid()), "LAB_GID": str(os.getgid())} if hasattr(os, "getuid") else {}
-        return {**owner, **os.environ, **{k: str(v) for k, v in self.env.items()}, **merged}
+        return {**owner, **os.environ, **self._ports(), **{k: str(v) for k, v in self.env.items()}, **merged}
 
     def _docker(self, *args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
         self._refuse_in_network(" ".join(args[:2]))
@@ -282,6 +292,21 @@ class ComposeStack:
         """SIGKILL one container; Docker does not restart what `docker kill` stopped."""
         return self.run(["docker", "kill", "--signal", "KILL", self.container(service, instance)],
                         env=self._environment(), capture=True).returncode == 0
+
+    def crash(self, service: str, instance: int = 0) -> int:
+        """kill -9 the container's main process from the host, as a crash would; its restart policy
+        (on-failure) brings it back, which a `docker kill` never does. Returns the killed host pid."""
+        pid = int(self._docker("inspect", "--format", "{{.State.Pid}}", self.container(service, instance),
+                               capture=True).stdout.strip() or 0)
+        if pid <= 0:
+            raise StackError(f"{self.container(service, instance)} is not running")
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def restart_count(self, service: str, instance: int = 0) -> int:
+        """How often Docker's restart policy has restarted this container."""
+        return int(self._docker("inspect", "--format", "{{.RestartCount}}", self.container(service, instance),
+                                capture=True).stdout.strip())
 
     def start_instance(self, service: str, instance: int) -> None:
         """Start a killed container again, same container and so the same INSTANCE_ID (hostname)."""

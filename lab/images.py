@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -147,6 +148,31 @@ def build_offline(ca: Path | None, rebuild: bool = False, progress=print) -> dic
     write_env_file(tags)
     progress(f"[images] wrote {ENV_FILE.name}: {', '.join(f'{k}={v}' for k, v in tags.items())}")
     return tags
+
+
+def effective_images(environ=None, env_file: Path = ENV_FILE) -> dict[str, str]:
+    """{variable: image} compose will use: the compose file's default, then .env, then the environment."""
+    e = os.environ if environ is None else environ
+    compose = (paths.ROOT / "docker-compose.yml").read_text()
+    out = {var: re.search(r"\$\{%s:-([^}]+)\}" % var, compose).group(1) for var in OFFLINE_IMAGES}
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            k, sep, v = line.partition("=")
+            if sep and k.strip() in out:
+                out[k.strip()] = v.strip()
+    out.update({k: e[k] for k in out if e.get(k)})
+    return out
+
+
+def ensure_images(progress=print) -> dict[str, str]:
+    """Every base image compose needs, present: pulled where Docker Hub answers, else built offline."""
+    images = effective_images()
+    missing = [tag for tag in images.values() if not image_exists(tag)]
+    unpulled = [tag for tag in missing if docker("pull", "-q", tag).returncode != 0]
+    if unpulled:
+        progress(f"[images] {', '.join(unpulled)} neither present nor pullable: building the offline images")
+        return build_offline(ca_bundle(None), progress=progress)
+    return images
 
 
 def main(rest: list[str], stack) -> int:

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Smoke test of docker-compose.yml, for hosts with a Docker Engine and Compose v2 (the lab
-# machines have only the docker CLI, so it has not run there). Builds and starts the stack,
-# produces N orders, checks analytics counted N, replays, and always tears it down again.
-# It uses its own project name, so it never touches the data of a `./run_all.sh --compose` stack
-# (it does need ports 9094, 7001 and 7002 free).
+# Smoke test of docker-compose.yml on a host with Docker Engine and Compose v2
+# (scripts/install-docker.sh sets both up; ./run_all.sh --compose images --offline builds the
+# images without Docker Hub). Builds and starts the stack, produces N orders, checks analytics
+# counted N, replays, and always tears it down again. It runs in CI
+# (tests/integration/test_compose.py). Its own project name keeps it away from the data of a
+# `./run_all.sh --compose` stack; the host ports are the stack's (7001, 7002, 9094) unless
+# PRODUCER_PORT, ANALYTICS_PORT and KAFKA_EXTERNAL_PORT move them.
 #   scripts/compose-smoke.sh [N]        N orders, default 1000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${1:-1000}
-PRODUCER=http://127.0.0.1:7001
-ANALYTICS=http://127.0.0.1:7002
-compose() { docker compose -p kafka-lab-smoke -f docker-compose.yml "$@"; }
+PRODUCER=http://127.0.0.1:${PRODUCER_PORT:-7001}
+ANALYTICS=http://127.0.0.1:${ANALYTICS_PORT:-7002}
+compose() { docker compose -p "${SMOKE_PROJECT:-kafka-lab-smoke}" -f docker-compose.yml "$@"; }
 # field '["a"]["b"]' < json: one value out of a JSON document.
 field() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 

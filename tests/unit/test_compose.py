@@ -45,9 +45,21 @@ def published(service: str) -> list[tuple[str, int, int]]:
     """(host ip, host port, container port) of each published port."""
     out = []
     for p in SVC[service].get("ports", []):
-        ip, host, container = p.split(":")
+        ip, host, container = re.sub(r"\$\{\w+:-(\d+)\}", r"\1", p).split(":")
         out.append((ip, int(host), int(container)))
     return out
+
+
+def test_host_ports_can_move_and_the_broker_advertises_the_one_published():
+    env = SVC[KAFKA]["environment"]
+    assert env["KAFKA_ADVERTISED_LISTENERS"].endswith("EXTERNAL://127.0.0.1:${KAFKA_EXTERNAL_PORT:-9094}")
+    assert SVC[KAFKA]["ports"] == ["127.0.0.1:${KAFKA_EXTERNAL_PORT:-9094}:9094"]
+    assert SVC[PRODUCER]["ports"] == ["127.0.0.1:${PRODUCER_PORT:-7001}:7001"]
+    assert SVC[ANALYTICS]["ports"] == ["127.0.0.1:${ANALYTICS_PORT:-7002}:7002"]
+    moved = ComposeStack.from_env({"KAFKA_EXTERNAL_PORT": "19094", "PRODUCER_PORT": "17001", "ANALYTICS_PORT": "17002"})
+    assert (moved.bootstrap, moved.producer_url, moved.analytics_url) == \
+        ("127.0.0.1:19094", "http://127.0.0.1:17001", "http://127.0.0.1:17002")
+    assert {"KAFKA_EXTERNAL_PORT": "19094", "PRODUCER_PORT": "17001"}.items() <= moved._environment().items()
 
 
 def test_services_are_the_stacks_plus_init_and_optional_profiles():
@@ -94,7 +106,8 @@ def test_init_topics_creates_exactly_the_topic_definitions():
 def test_broker_listeners_ports_and_single_node_settings():
     env = SVC[KAFKA]["environment"]
     internal, external = f"{KAFKA}:{topology.KAFKA_PORT}", f"127.0.0.1:{topology.KAFKA_EXTERNAL_PORT}"
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{internal},EXTERNAL://{external}"
+    advertised = re.sub(r"\$\{\w+:-(\d+)\}", r"\1", env["KAFKA_ADVERTISED_LISTENERS"])
+    assert advertised == f"PLAINTEXT://{internal},EXTERNAL://{external}"
     assert set(env["KAFKA_LISTENERS"].split(",")) == {
         f"PLAINTEXT://:{topology.KAFKA_PORT}", f"CONTROLLER://:{topology.KAFKA_CONTROLLER_PORT}",
         f"EXTERNAL://:{topology.KAFKA_EXTERNAL_PORT}"}
