@@ -27,6 +27,16 @@ install() {
   touch "$stamp"
 }
 install requirements.txt
-[ "${1:-}" = test ] && install requirements-dev.txt
+if [ "${1:-}" = test ]; then
+  install requirements-dev.txt
+  # The container tests need Docker Engine and Compose v2: set up (or just started) here,
+  # idempotent and instant once in place. Where the daemon cannot start they skip, naming why.
+  if [ -z "${LAB_DOCKER_UNAVAILABLE:-}" ] && ! log=$(scripts/install-docker.sh 2>&1); then
+    export LAB_DOCKER_UNAVAILABLE="scripts/install-docker.sh failed: $(printf '%s\n' "$log" | tail -n 1)"
+    echo "[setup] Docker tests will be skipped: $LAB_DOCKER_UNAVAILABLE" >&2
+  elif [ -n "${log:-}" ]; then
+    printf '%s\n' "$log" | grep -v '^go: downloading' || true
+  fi
+fi
 
 exec "$VENV/bin/python" -m lab.cli "$@"

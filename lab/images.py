@@ -66,10 +66,14 @@ def ca_bundle(option: str | None, environ=os.environ) -> Path | None:
 
 def bootstrap_base(progress=print, mirror: str | None = None) -> None:
     """The Debian base image, from Debian's packages: debootstrap into a folder, then docker import."""
-    if shutil.which("debootstrap") is None:
-        raise StackError("debootstrap not found: apt-get install debootstrap (it builds the Debian base image)")
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         raise StackError("building the Debian base image needs root (debootstrap): run this as root")
+    if shutil.which("debootstrap") is None and shutil.which("apt-get"):
+        progress("[images] installing debootstrap from Debian's packages")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
+                       capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if shutil.which("debootstrap") is None:
+        raise StackError("debootstrap not found: apt-get install debootstrap (it builds the Debian base image)")
     mirror = mirror or os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
     work = Path(tempfile.mkdtemp(prefix="kafka-lab-rootfs-"))
     try:
