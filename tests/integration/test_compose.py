@@ -238,6 +238,66 @@ def test_prometheus_answers_a_lag_query(stack):
     assert {t["labels"]["job"]: t["health"] for t in targets} == {PRODUCER: "up", ANALYTICS: "up"}
 
 
+def test_the_jupyter_profile_serves_jupyterlab_against_the_compose_stack(stack):
+    port = port_or_free(8888)
+    stack.env.update({"JUPYTER_PORT": str(port)})
+    stack._compose("--profile", "jupyter", "--progress", "quiet", "up", "--detach", "--build", "jupyter", capture=True)
+    token, deadline = None, time.monotonic() + 120
+    while token is None and time.monotonic() < deadline:
+        logs = subprocess.run(["docker", "logs", stack.container("jupyter")], capture_output=True, text=True).stderr
+        token = next(iter(re.findall(r"/lab\?token=(\w+)", logs)), None)
+        time.sleep(1)
+    assert token, "JupyterLab printed no login URL"
+    status = requests.get(f"http://127.0.0.1:{port}/api/status", params={"token": token}, timeout=10)
+    assert status.status_code == 200
+    assert requests.get(f"http://127.0.0.1:{port}/api/status", timeout=10).status_code == 403   # no token
+    # A kernel's view from inside: lab_stack() is the compose stack, by service names.
+    requests.post(stack.producer_url + "/order", json={"item": "pizza", "qty": 1}, timeout=30).raise_for_status()
+    wait_settled(stack)
+    probe = ("from lab.experiments import lab_stack, metrics; s = lab_stack(); "
+             "print(type(s).__name__, s.bootstrap, metrics(s)['orders_total'])")
+    res = subprocess.run(["docker", "exec", stack.container("jupyter"), "python", "-c", probe],
+                         capture_output=True, text=True, timeout=120)
+    kind, bootstrap, orders = res.stdout.split()
+    assert (kind, bootstrap) == ("ComposeStack", "kafka:9092") and int(orders) > 0
+    # Its files belong to the checkout's owner.
+    uid = subprocess.run(["docker", "exec", stack.container("jupyter"), "id", "-u"], capture_output=True,
+                         text=True).stdout.strip()
+    assert int(uid) == os.getuid()
+
+
 def test_down_v_leaves_no_container_network_or_volume(stack):
     stack.down(wipe=True)
     assert project_leftovers(PROJECT) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_a_failing_image_build_names_its_step(tmp_path):
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM {images.BASE_IMAGE}\nRUN true\nRUN echo the-broken-step && exit 3\n")
+    with pytest.raises(images.StackError) as exc:
+        images.build("kafka-lab/broken:test", str(dockerfile), progress=lambda m: None)
+    first = str(exc.value).splitlines()[0]
+    assert "failed at" in first and "RUN echo the-broken-step && exit 3" in first
+    assert not images.image_exists("kafka-lab/broken:test")
+
+
+def test_a_broker_that_never_becomes_healthy_prints_its_log(tmp_path):
+    # The compose file with one broken broker setting, beside the real one (its build context is ".").
+    import yaml
+    doc = yaml.safe_load((paths.ROOT / "docker-compose.yml").read_text())
+    doc["services"][KAFKA]["environment"]["KAFKA_PROCESS_ROLES"] = "nonsense"
+    broken = paths.ROOT / f".compose-broken-{os.getpid()}.yml"
+    broken.write_text(yaml.safe_dump(doc))
+    s = ComposeStack(home=tmp_path, project="kafka-lab-test-broken", compose_file=broken,
+                     producer_port=free_port(), analytics_port=free_port(), kafka_external_port=free_port(),
+                     progress=lambda m: None)
+    try:
+        with pytest.raises(images.StackError) as exc:
+            s.up()
+        message = str(exc.value)
+        assert "--- last 30 lines of kafka-lab-test-broken-kafka-1 ---" in message
+        assert "nonsense" in message   # the broker's own complaint, from its log
+    finally:
+        s.down(wipe=True)
+        broken.unlink()
+    assert project_leftovers("kafka-lab-test-broken") == {"containers": [], "networks": [], "volumes": []}
