@@ -102,7 +102,8 @@ def bootstrap_base(progress=print, mirror: str | None = None) -> None:
 def build(tag: str, dockerfile: str, progress=print, **build_args: str) -> None:
     """docker build from the repository root; on failure the message names the failing step."""
     progress(f"[images] {tag}: docker build -f {dockerfile}")
-    argv = ["build", "-f", dockerfile, "-t", tag, *[a for k, v in build_args.items() for a in ("--build-arg", f"{k}={v}")], "."]
+    # --force-rm: the legacy builder keeps a failed step's container otherwise.
+    argv = ["build", "--force-rm", "-f", dockerfile, "-t", tag, *[a for k, v in build_args.items() for a in ("--build-arg", f"{k}={v}")], "."]
     # The legacy builder prints "Step N/M : ..." per step; BuildKit "#N [stage k/m] ...". Either way
     # the output is kept, so a failure can name the step it stopped at.
     proc = subprocess.Popen(["docker", *argv], cwd=paths.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -279,6 +279,9 @@ def test_a_failing_image_build_names_its_step(tmp_path):
     first = str(exc.value).splitlines()[0]
     assert "failed at" in first and "RUN echo the-broken-step && exit 3" in first
     assert not images.image_exists("kafka-lab/broken:test")
+    leftovers = subprocess.run(["docker", "ps", "-a", "-q", "--filter", "status=exited", "--filter",
+                                f"ancestor={images.BASE_IMAGE}"], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], "the failed step's container was left behind"
 
 
 def test_a_broker_that_never_becomes_healthy_prints_its_log(tmp_path):
