@@ -10,7 +10,7 @@ import sys
 from lab import paths
 from lab.broker import BrokerStartError, PrerequisiteError
 from lab.compose import ComposeStack
-from lab.stack import SERVICES, Stack, StackError
+from lab.stack import SERVICES, Stack, StackError, node_of
 
 USAGE = """./run_all.sh [COMMAND] [options]
 
@@ -29,6 +29,8 @@ USAGE = """./run_all.sh [COMMAND] [options]
 
   --compose           anywhere: the same commands on the docker-compose.yml stack
                       (needs Docker Engine with Compose v2; see the README)
+  --brokers N         anywhere: the embedded stack as an N-node KRaft cluster (3: replication 3,
+                      min ISR 2); later commands remember it until down --wipe
 """
 
 
@@ -42,6 +44,13 @@ def _kv(pairs: list[str]) -> dict:
     return out
 
 
+def _service(name: str) -> str:
+    """A service name, or one broker of an embedded cluster (kafka-2)."""
+    if name in SERVICES or node_of(name):
+        return name
+    raise argparse.ArgumentTypeError(f"unknown service {name!r}; one of {', '.join(SERVICES)} or kafka-N")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     compose = "--compose" in argv
@@ -49,6 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         argv.remove("--compose")
         # Notebooks and other child processes pick the same stack (lab.compose.stack_from_env).
         os.environ["LAB_STACK"] = "compose"
+    if "--brokers" in argv:
+        i = argv.index("--brokers")
+        try:
+            n = int(argv[i + 1])
+        except (IndexError, ValueError):
+            print("error: --brokers needs a number (1 or 3)", file=sys.stderr)
+            return 2
+        if n < 1 or compose:
+            print("error: --brokers N (N >= 1) is for the embedded stack", file=sys.stderr)
+            return 2
+        del argv[i:i + 2]
+        # Kernels and services started from here see the same cluster (Stack.from_env).
+        os.environ["LAB_BROKERS"] = str(n)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
@@ -85,26 +107,36 @@ def _dispatch(command: str, rest: list[str], compose: bool = False) -> int:
             for name, row in st.items():
                 state = {True: "running", False: "stopped", None: "external"}[row["running"]]
                 extra = f" overrides={row['overrides']}" if row.get("overrides") else ""
+                if "under_replicated" in row:
+                    extra += f" under-replicated partitions={row['under_replicated']}"
                 pids = ",".join(map(str, row.get("containers", row["pids"]))) or "-"
                 print(f"{name:20} {state:8} pid={pids:14} {row['address'] or ''}{extra}")
+                for b in row.get("brokers", ()):
+                    role = " (active controller)" if b["controller"] else ""
+                    print(f"  {b['name']:18} {'running' if b['pid'] else 'stopped':8} pid={b['pid'] or '-':<14} "
+                          f"{b['address']}{role}")
         return 0
     if command == "logs":
         p = argparse.ArgumentParser(prog="run_all.sh logs")
-        p.add_argument("service", choices=SERVICES)
+        p.add_argument("service", type=_service, metavar="SERVICE")
         p.add_argument("-n", type=int, default=60, help="lines per log")
         args = p.parse_args(rest)
         if compose:
             stack.logs(args.service, args.n)
             return 0
         from lab.processes import tail
-        files = [stack.log_file(args.service)] if args.service == "kafka" else \
-            sorted((stack.home / "logs").glob(f"{args.service}-*.log"))
+        if args.service == "kafka":
+            files = [n.log_file for n in stack.cluster.nodes]
+        elif node_of(args.service):
+            files = [stack.cluster.node(node_of(args.service)).log_file]
+        else:
+            files = sorted((stack.home / "logs").glob(f"{args.service}-*.log"))
         for f in files:
             print(f"==> {f} <==\n{tail(f, args.n)}")
         return 0
     if command == "restart":
         p = argparse.ArgumentParser(prog="run_all.sh restart")
-        p.add_argument("service", choices=SERVICES)
+        p.add_argument("service", type=_service, metavar="SERVICE")
         p.add_argument("overrides", nargs="*", metavar="VAR=VALUE")
         p.add_argument("--instances", type=int, default=1)
         args = p.parse_args(rest)

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import requests
 
 from lab import paths, processes, topology
-from lab.broker import EmbeddedBroker
+from lab.broker import EmbeddedBroker, EmbeddedCluster, node_ports
 from lab.topology import ANALYTICS, APP_SERVICES, INVENTORY, KAFKA, PRODUCER, SERVICES  # noqa: F401 (re-exported)
 
 
@@ -64,6 +64,9 @@ class Stack:
     external_bootstrap: str | None = None   # KAFKA_BOOTSTRAP: use that cluster, start no broker
     env: dict = field(default_factory=dict)  # extra environment for every service
     progress: object = print
+    # Embedded brokers: None means as many as this home's cluster was last started with (1 at first).
+    brokers: int | None = None
+    broker_ports: tuple = ()                 # (client, controller) per node; default node_ports()
 
     @classmethod
     def from_env(cls, environ=None, **kw) -> "Stack":
@@ -76,17 +79,37 @@ class Stack:
             producer_port=int(e.get("PRODUCER_PORT", topology.HTTP_PORTS[PRODUCER])),
             analytics_port=int(e.get("ANALYTICS_PORT", topology.HTTP_PORTS[ANALYTICS])),
             external_bootstrap=e.get("KAFKA_BOOTSTRAP") or None,
+            brokers=int(e["LAB_BROKERS"]) if e.get("LAB_BROKERS") else None,
             **kw,
         )
 
     # -- addresses -------------------------------------------------------------------------
+    def _cluster_file(self) -> Path:
+        return self.home / "run" / "kafka-cluster.json"
+
+    @property
+    def broker_count(self) -> int:
+        if self.brokers:
+            return self.brokers
+        try:
+            return int(json.loads(self._cluster_file().read_text())["brokers"])
+        except FileNotFoundError:
+            return 1
+
+    @property
+    def cluster(self) -> EmbeddedCluster:
+        ports = self.broker_ports or tuple(node_ports(self.kafka_port, self.controller_port, i)
+                                           for i in range(1, self.broker_count + 1))
+        return EmbeddedCluster(home=self.home, ports=tuple(ports))
+
     @property
     def broker(self) -> EmbeddedBroker:
-        return EmbeddedBroker(home=self.home, port=self.kafka_port, controller_port=self.controller_port)
+        """The first node: the single broker, or node 1 of a cluster."""
+        return self.cluster.nodes[0]
 
     @property
     def bootstrap(self) -> str:
-        return self.external_bootstrap or self.broker.bootstrap
+        return self.external_bootstrap or self.cluster.bootstrap
 
     @property
     def kind(self) -> str:
@@ -96,6 +119,10 @@ class Stack:
         """One line for the report's versions section: where the broker runs."""
         if self.external_bootstrap:
             return f"external cluster at {self.bootstrap}"
+        n = self.broker_count
+        if n > 1:
+            rf = self.cluster.replication
+            return f"embedded, KRaft, {n} brokers (replication {rf}, min ISR {2 if rf >= 3 else 1}) at {self.bootstrap}"
         return f"embedded, KRaft, at {self.bootstrap}"
 
     def child_environment(self) -> dict[str, str]:
@@ -111,6 +138,7 @@ class Stack:
             "PRODUCER_PORT": str(self.producer_port),
             "ANALYTICS_PORT": str(self.analytics_port),
             "KAFKA_BOOTSTRAP": self.external_bootstrap or "",
+            "LAB_BROKERS": str(self.broker_count) if not self.external_bootstrap else "",
         }
 
     @property
@@ -132,7 +160,7 @@ class Stack:
 
     def log_file(self, service: str, i: int = 0) -> Path:
         if service == KAFKA:
-            return self.broker.log_file
+            return self.cluster.nodes[i].log_file
         return self.home / "logs" / f"{service}-{i}.log"
 
     def _settings_file(self, service: str) -> Path:
@@ -146,8 +174,7 @@ class Stack:
 
     def _pids(self, service: str) -> list[int]:
         if service == KAFKA:
-            pid = self.broker.running_pid()
-            return [pid] if pid else []
+            return self.cluster.running_pids()
         files = sorted((self.home / "run").glob(f"{service}-*.pid"))
         return [p for p in (processes.running_pid(f) for f in files) if p]
 
@@ -157,7 +184,10 @@ class Stack:
         if self.external_bootstrap:
             self.progress(f"[kafka] using the existing cluster at {self.external_bootstrap}")
         else:
-            self.broker.start(progress=self.progress)
+            if self.brokers:
+                self._cluster_file().parent.mkdir(parents=True, exist_ok=True)
+                self._cluster_file().write_text(json.dumps({"brokers": self.brokers}))
+            self.cluster.start(progress=self.progress)
         self.ensure_topics()
         for service in APP_SERVICES:
             s = self._settings(service)
@@ -177,7 +207,11 @@ class Stack:
             self.progress(f"[kafka] created topics {', '.join(created)}")
 
     def _service_env(self, overrides: dict | None = None) -> dict:
+        # The lab's topics get as many replicas as the embedded cluster gives its internal ones.
+        replication = {} if self.external_bootstrap or self.broker_count == 1 else \
+            {"TOPIC_REPLICATION_FACTOR": str(self.cluster.replication)}
         return {
+            **replication,
             "KAFKA_BOOTSTRAP": self.bootstrap,
             "PRODUCER_PORT": str(self.producer_port),
             "ANALYTICS_PORT": str(self.analytics_port),
@@ -242,20 +276,24 @@ class Stack:
                 self.progress(f"[{service}] stopping")
             self._stop_service(service)
         if not self.external_bootstrap:
-            if self.broker.running_pid():
-                self.progress("[kafka] stopping")
-            self.broker.stop()
+            cluster = self.cluster
+            if cluster.running_pids():
+                self.progress("[kafka] stopping" + (f" {cluster.size} brokers" if cluster.size > 1 else ""))
+            cluster.stop()
             if wipe:
-                self.broker.wipe()
-                self.progress(f"[kafka] data wiped ({self.broker.data_dir})")
+                cluster.wipe()
+                self._cluster_file().unlink(missing_ok=True)
+                self.progress(f"[kafka] data wiped ({', '.join(str(n.data_dir) for n in cluster.nodes)})")
 
     def restart(self, service: str, overrides: dict | None = None, instances: int = 1) -> None:
         """Restart one service, with environment overrides (e.g. THROTTLE_MS) and N instances."""
-        if service == KAFKA:
+        if service == KAFKA or node_of(service):
             if self.external_bootstrap:
                 raise StackError("KAFKA_BOOTSTRAP is set: the external cluster is not ours to restart")
-            self.broker.stop()
-            self.broker.start(progress=self.progress)
+            nodes = [self._node(service)] if node_of(service) else self.cluster.nodes
+            for n in nodes:
+                n.stop()
+            self.cluster.start(progress=self.progress)
             return
         self._command(service)  # validates the name
         if instances > 1 and service != INVENTORY:
@@ -266,9 +304,50 @@ class Stack:
 
     def kill(self, service: str, instance: int = 0) -> bool:
         """kill -9 one instance (the crash the reliability tests inflict)."""
-        if service == KAFKA:
-            return processes.kill(self.broker.pid_file)
+        if service == KAFKA or node_of(service):
+            node = self._node(service) if node_of(service) else self.cluster.nodes[instance]
+            return processes.kill(node.pid_file)
         return processes.kill(self._pid_file(service, instance))
+
+    def active_controller(self) -> int | None:
+        """The KRaft leader, from the quorum state the nodes keep on disk (the newest epoch wins)."""
+        best = (-1, None)
+        for n in self.cluster.nodes:
+            try:
+                state = json.loads((n.data_dir / "__cluster_metadata-0" / "quorum-state").read_text())
+            except (FileNotFoundError, ValueError):
+                continue
+            if state.get("leaderId", -1) >= 0 and state.get("leaderEpoch", -1) > best[0]:
+                best = (state["leaderEpoch"], state["leaderId"])
+        return best[1]
+
+    def under_replicated(self) -> int | None:
+        """Partitions (internal ones included) whose in-sync replicas are fewer than their replicas; None if unknown."""
+        from services.common import kafka_clients
+        try:
+            admin = kafka_clients.admin(self.service_config(), client_id="lab-status")
+        except Exception:  # noqa: BLE001 - status reports what it can
+            return None
+        try:
+            return sum(len(p["isr_nodes"]) < len(p["replica_nodes"]) for t in admin.describe_topics()
+                       for p in t["partitions"])
+        except Exception:  # noqa: BLE001
+            return None
+        finally:
+            admin.close()
+
+    def broker_rows(self) -> list[dict]:
+        """One row per node: name, pid, address, whether it is the active controller."""
+        leader = self.active_controller()
+        return [{"name": f"kafka-{n.node_id}", "node_id": n.node_id, "pid": n.running_pid(), "address": n.bootstrap,
+                 "controller": n.node_id == leader} for n in self.cluster.nodes]
+
+    def _node(self, name: str) -> EmbeddedBroker:
+        n = node_of(name)
+        if not n or n > self.broker_count:
+            raise StackError(f"no broker {name!r}: this stack has {self.broker_count} "
+                             f"({', '.join(b.name for b in self.cluster.nodes)})")
+        return self.cluster.node(n)
 
     def start_instance(self, service: str, instance: int) -> None:
         """Start one instance again after a kill, with the service's current overrides."""
@@ -289,6 +368,9 @@ class Stack:
                 row["external"] = bool(self.external_bootstrap)
                 if self.external_bootstrap:
                     row["running"] = None  # not ours to know; see the cluster itself
+                elif self.broker_count > 1:
+                    row["brokers"] = self.broker_rows()
+                    row["under_replicated"] = self.under_replicated() if pids else None
             else:
                 s = self._settings(service)
                 row["address"] = {PRODUCER: self.producer_url, ANALYTICS: self.analytics_url}.get(service)
@@ -296,3 +378,9 @@ class Stack:
                 row["overrides"] = s["overrides"]
             out[service] = row
         return out
+
+
+def node_of(service: str) -> int | None:
+    """kafka-2 -> 2: one node of an embedded cluster (kafka-1 is node 1, plain kafka all of them)."""
+    name, _, number = service.rpartition("-")
+    return int(number) if name == KAFKA and number.isdigit() else None

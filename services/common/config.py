@@ -25,6 +25,12 @@ ENV_DEFAULTS: dict[str, str] = {
     "MAX_BULK_N": "200000",
     "MAX_BODY_BYTES": "4096",
     "KAFKA_TIMEOUT_MS": "5000",
+    # How long a record may take from send to acknowledgement, retries included. It must
+    # outlast a broker failure: KRaft fences a hard-killed broker after broker.session.timeout.ms
+    # (9 s by default), then elects new leaders and the client refreshes its metadata (well under
+    # a second each). 30 s is three times the detection; with one broker (nothing to fail over
+    # to) it is also how long a record already on its way waits before its 503.
+    "KAFKA_DELIVERY_TIMEOUT_MS": "30000",
     "LOG_LEVEL": "INFO",
     # Replicas of topics that ./run_all.sh up creates; 3 on a real multi-broker cluster.
     "TOPIC_REPLICATION_FACTOR": "1",
@@ -51,6 +57,7 @@ class Config:
     max_bulk_n: int
     max_body_bytes: int
     kafka_timeout_ms: int
+    delivery_timeout_ms: int
     log_level: str
     topic_replication_factor: int
 
@@ -74,6 +81,7 @@ class Config:
             max_bulk_n=int(raw["MAX_BULK_N"]),
             max_body_bytes=int(raw["MAX_BODY_BYTES"]),
             kafka_timeout_ms=int(raw["KAFKA_TIMEOUT_MS"]),
+            delivery_timeout_ms=int(raw["KAFKA_DELIVERY_TIMEOUT_MS"]),
             log_level=raw["LOG_LEVEL"],
             topic_replication_factor=int(raw["TOPIC_REPLICATION_FACTOR"]),
         )

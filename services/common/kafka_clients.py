@@ -47,8 +47,9 @@ def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str
         bootstrap_timeout_ms=cfg.kafka_timeout_ms,
         max_block_ms=cfg.kafka_timeout_ms,
         request_timeout_ms=cfg.kafka_timeout_ms,
-        # kafka-python refuses a delivery timeout under linger + request timeout.
-        delivery_timeout_ms=cfg.kafka_timeout_ms * 2 + linger_ms + 5,
+        # Long enough to ride out a broker failure (config.py says why); kafka-python refuses a
+        # delivery timeout under linger + request timeout.
+        delivery_timeout_ms=max(cfg.delivery_timeout_ms, cfg.kafka_timeout_ms + linger_ms + 5),
         reconnect_backoff_max_ms=1000,
         # kafka-python's client-side metrics cost ~10% of producer-order's CPU at POST /order
         # (Sensor.record per produce request); nothing reads them.

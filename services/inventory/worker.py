@@ -93,14 +93,23 @@ class InventoryWorker:
         # process) from MIN_BATCH up to as many records as fit in that interval.
         per_event = max(cfg.throttle_ms, 0)
         self.batch = max(1, cfg.commit_interval_ms // per_event) if per_event else MIN_BATCH
-        # Past this, a transaction's commit is taken as stuck and the incarnation starts over.
-        self.txn_timeout_s = max(30.0, cfg.kafka_timeout_ms * 6 / 1000)
+        # Past this, a transactional call is taken as stuck and the incarnation starts over. A
+        # call takes milliseconds, or rides out a leader's failover (KRaft fences a killed broker
+        # after broker.session.timeout.ms, 9 s by default, then elects): 15 s covers that. What
+        # it must not wait for is a dead transaction coordinator: kafka-python 3.0.12 keeps
+        # retrying the node it knew and never finds the new one, while a fresh incarnation does.
+        self.txn_timeout_s = max(15.0, cfg.kafka_timeout_ms * 3 / 1000)
 
     def run(self) -> None:
         """Process until stop_event; after any failure, start over with fresh clients."""
         while not self.stop_event.is_set():
             try:
                 self.run_once()
+            except (TransactionStuck, KafkaError) as exc:
+                # A fault of the cluster (a broker gone, a coordinator moving): one line, not a traceback.
+                log.warning("inventory-consumer: %s: %s; starting over with fresh clients in 2s",
+                            exc.__class__.__name__, exc)
+                self.stop_event.wait(2)
             except Exception:  # noqa: BLE001 - logged; a new incarnation recovers from Kafka's state
                 log.exception("inventory-consumer failed; starting over in 2s")
                 self.stop_event.wait(2)

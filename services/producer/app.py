@@ -62,7 +62,8 @@ class OrderSender:
         a bulk needs only the counts.
         """
         prod = self.producer()
-        timeout_s = self.cfg.kafka_timeout_ms * 3 / 1000
+        # Past the delivery timeout every future has an answer; a little more covers the flush itself.
+        timeout_s = (self.cfg.delivery_timeout_ms + self.cfg.kafka_timeout_ms) / 1000
         # Per record only the future, its send time and its batch number: 100k per-record
         # callbacks and result dicts made producer-order's RSS peak at 224 MB (bench, n=100k).
         futures: list = []

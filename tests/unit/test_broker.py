@@ -33,3 +33,33 @@ def test_missing_prerequisite_is_one_line_naming_the_install(monkeypatch, tmp_pa
         broker.ensure_jars(jars_dir=tmp_path / "jars", progress=lambda _: None)
     msg = str(err.value)
     assert "\n" not in msg and tool in msg and hint in msg
+
+
+def props_of(node) -> dict:
+    return dict(line.split("=", 1) for line in node.server_properties().splitlines()
+                if "=" in line and not line.startswith("#"))
+
+
+def test_a_three_node_cluster_has_static_voters_three_replicas_and_an_isr_of_two(tmp_path):
+    ports = tuple(broker.node_ports(19092, 19093, i) for i in (1, 2, 3))
+    assert ports == ((19092, 19093), (19102, 19103), (19112, 19113))
+    cluster = broker.EmbeddedCluster(home=tmp_path, ports=ports)
+    assert cluster.bootstrap == "127.0.0.1:19092,127.0.0.1:19102,127.0.0.1:19112"
+    nodes = [props_of(n) for n in cluster.nodes]
+    assert [p["node.id"] for p in nodes] == ["1", "2", "3"]
+    assert {p["controller.quorum.voters"] for p in nodes} == {"1@127.0.0.1:19093,2@127.0.0.1:19103,3@127.0.0.1:19113"}
+    assert all("controller.quorum.bootstrap.servers" not in p for p in nodes)
+    for p in nodes:
+        assert p["offsets.topic.replication.factor"] == p["transaction.state.log.replication.factor"] == "3"
+        assert p["default.replication.factor"] == "3"
+        assert p["min.insync.replicas"] == p["transaction.state.log.min.isr"] == "2"
+    # Each node its own data, logs and pid file; node 1 keeps the single broker's.
+    assert [n.data_dir.name for n in cluster.nodes] == ["kafka-data", "kafka-data-2", "kafka-data-3"]
+    assert [n.pid_file.name for n in cluster.nodes] == ["kafka.pid", "kafka-2.pid", "kafka-3.pid"]
+    assert len({n.properties_file for n in cluster.nodes}) == 3
+
+
+def test_one_node_is_the_single_broker_it_always_was(tmp_path):
+    (single,) = broker.EmbeddedCluster(home=tmp_path, ports=((19092, 19093),)).nodes
+    assert props_of(single) == props_of(EmbeddedBroker(home=tmp_path, port=19092, controller_port=19093))
+    assert props_of(single)["min.insync.replicas"] == "1"
