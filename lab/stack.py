@@ -197,8 +197,12 @@ class Stack:
     def ensure_topics(self) -> None:
         from services.common import kafka_clients
         from services.common.topics import ensure_topics
+        from kafka.errors import KafkaError
         cfg = self.service_config()
-        admin = kafka_clients.admin(cfg)
+        try:
+            admin = kafka_clients.admin(cfg)
+        except KafkaError as exc:
+            raise StackError(unreachable(cfg.bootstrap, exc)) from None
         try:
             created = ensure_topics(admin, replication_factor=cfg.topic_replication_factor)
         finally:
@@ -384,3 +388,9 @@ def node_of(service: str) -> int | None:
     """kafka-2 -> 2: one node of an embedded cluster (kafka-1 is node 1, plain kafka all of them)."""
     name, _, number = service.rpartition("-")
     return int(number) if name == KAFKA and number.isdigit() else None
+
+
+def unreachable(bootstrap: str, exc: Exception) -> str:
+    """One line for a cluster that does not answer: the address, what was seen, what to check."""
+    return (f"cannot reach Kafka at {bootstrap} ({exc.__class__.__name__}): check KAFKA_BOOTSTRAP's hosts and "
+            "ports, that the brokers run and that nothing blocks the way to them")

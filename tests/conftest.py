@@ -32,6 +32,24 @@ def make_stack(home, **env) -> Stack:
                  progress=lambda msg: print(msg, flush=True))
 
 
+def make_cluster_stack(home, brokers: int = 3, **env) -> Stack:
+    """An embedded cluster of its own: every node on free ports."""
+    return Stack(home=home, brokers=brokers, broker_ports=tuple((free_port(), free_port()) for _ in range(brokers)),
+                 producer_port=free_port(), analytics_port=free_port(), env=env,
+                 progress=lambda msg: print(msg, flush=True))
+
+
+@pytest.fixture(scope="session")
+def cluster_stack(tmp_path_factory):
+    """A running 3-broker embedded cluster (RF 3, min ISR 2) with the three services; shared by the failover tests."""
+    s = make_cluster_stack(tmp_path_factory.mktemp("lab-cluster"), INITIAL_STOCK=1_000_000)
+    try:
+        s.up()
+        yield s
+    finally:
+        s.down()
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """A running embedded stack: real Kafka broker (KRaft), topics, the three services."""

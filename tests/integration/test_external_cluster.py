@@ -83,3 +83,17 @@ def test_services_run_against_an_existing_cluster_and_leave_it_running(cluster, 
     finally:
         stack.down()
     assert cluster.running_pid() is not None, "down stopped a broker that was not the stack's"
+
+
+def test_an_unreachable_bootstrap_is_one_line_naming_the_address(tmp_path):
+    import os
+    import sys
+    address = f"127.0.0.1:{free_port()}"   # nothing listens there
+    env = {**os.environ, "KAFKA_BOOTSTRAP": address, "KAFKA_TIMEOUT_MS": "1500", "LAB_HOME": str(tmp_path),
+           "PRODUCER_PORT": str(free_port()), "ANALYTICS_PORT": str(free_port()), "PYTHONPATH": str(paths.ROOT)}
+    res = subprocess.run([sys.executable, "-m", "lab.cli", "up"], cwd=paths.ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 1
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert err[0].startswith(f"error: cannot reach Kafka at {address}") and "KAFKA_BOOTSTRAP" in err[0]

@@ -1,9 +1,13 @@
-"""Nothing lost, nothing doubled: crashes, rebalances, a broker outage and poison records, on real processes."""
+"""Nothing lost, nothing doubled: crashes, rebalances, a broker outage and poison records, on real processes.
+
+Every test runs twice: on the single embedded broker, and on the 3-broker cluster (RF 3, min ISR 2).
+"""
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
 import requests
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
@@ -11,6 +15,12 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from lab.verify import reconcile
 from services.common.topics import INVENTORY_EVENTS, INVENTORY_EVENTS_DLQ, ORDER_EVENTS, ORDER_EVENTS_DLQ
 from tests.integration.kafka_reads import end_offsets, read_topic, values, wait_for
+
+
+@pytest.fixture(scope="module", params=["one broker", "three brokers"])
+def stack(request, stack):
+    """The session's single-broker stack, then the 3-broker cluster: one suite, two clusters."""
+    return stack if request.param == "one broker" else request.getfixturevalue("cluster_stack")
 
 
 def _metrics(stack) -> dict:
@@ -108,11 +118,11 @@ def test_broker_outage_gives_503_never_a_false_201_and_everything_resumes(stack)
     t.start()
     try:
         wait_for(lambda: len(acked) > 20, 30, what="orders before the outage")
-        stack.broker.stop()
+        stack.cluster.stop()   # every broker: no leader is left for any partition
         down_from = len(statuses)
         wait_for(lambda: statuses[down_from:].count(503) >= 2, 60, what="503s while the broker is down")
         before_restart = len(acked)
-        stack.broker.start()
+        stack.cluster.start()
         wait_for(lambda: len(acked) > before_restart + 20, 120, what="orders acknowledged after the restart")
     finally:
         stop.set()
@@ -131,13 +141,14 @@ def _leave_open_transaction(bootstrap: str, transactional_id: str, tp: TopicPart
     commit's markers (services/common/transactions.py). The record goes out without
     AddPartitionsToTxn, which the broker accepts only with partition verification off.
     """
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-admin")
-    verification = [ConfigResource(ConfigResourceType.BROKER, "1",
-                                   configs={"transaction.partition.verification.enable": v}) for v in ("false", "true")]
-    admin.alter_configs(verification[:1])
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="test-admin")
+    nodes = [str(b["broker_id"]) for b in admin.describe_cluster()["brokers"]]
+    verification = [[ConfigResource(ConfigResourceType.BROKER, n, configs={"transaction.partition.verification.enable": v})
+                     for n in nodes] for v in ("false", "true")]
+    admin.alter_configs(verification[0])
     try:
         time.sleep(1)  # the dynamic config reaches the request handlers
-        p = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=transactional_id)
+        p = KafkaProducer(bootstrap_servers=bootstrap.split(","), transactional_id=transactional_id)
         p.init_transactions()
         p.begin_transaction()
         p._transaction_manager._partitions_in_transaction.add(tp)  # pretend it was added
@@ -146,7 +157,7 @@ def _leave_open_transaction(bootstrap: str, transactional_id: str, tp: TopicPart
         p.commit_transaction()
         p.close()
     finally:
-        admin.alter_configs(verification[1:])
+        admin.alter_configs(verification[1])
         admin.close()
 
 
