@@ -343,8 +343,11 @@ class Stack:
     def broker_rows(self) -> list[dict]:
         """One row per node: name, pid, address, whether it is the active controller."""
         leader = self.active_controller()
-        return [{"name": f"kafka-{n.node_id}", "node_id": n.node_id, "pid": n.running_pid(), "address": n.bootstrap,
-                 "controller": n.node_id == leader} for n in self.cluster.nodes]
+        rows = [{"name": f"kafka-{n.node_id}", "node_id": n.node_id, "pid": n.running_pid(), "address": n.bootstrap}
+                for n in self.cluster.nodes]
+        for r in rows:   # the quorum state on disk outlives the processes: a stopped node leads nothing
+            r["controller"] = bool(r["pid"]) and r["node_id"] == leader
+        return rows
 
     def _node(self, name: str) -> EmbeddedBroker:
         n = node_of(name)
