@@ -27,7 +27,13 @@ install() {
   touch "$stamp"
 }
 install requirements.txt
-if [ "${1:-}" = test ]; then
+# The command is the first word that is not an option (--compose and --brokers N may come first).
+command_word() {
+  while [ $# -gt 0 ]; do
+    case "$1" in --brokers) shift 2 ;; -*) shift ;; *) echo "$1"; return ;; esac
+  done
+}
+if [ "$(command_word "$@")" = test ]; then
   install requirements-dev.txt
   # The container tests need Docker Engine and Compose v2: set up (or just started) here,
   # idempotent and instant once in place. Where the daemon cannot start they skip, naming why.

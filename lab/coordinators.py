@@ -9,12 +9,14 @@ from services.common import kafka_clients
 OFFSETS_TOPIC = "__consumer_offsets"
 
 
-def java_string_hash(text: str) -> int:
-    """String.hashCode(), masked positive as Kafka's Utils.abs does: it picks a group's offsets partition."""
+def group_partition(group: str, partitions: int) -> int:
+    """The __consumer_offsets partition of a group, as Kafka picks it: Utils.abs(group.hashCode()) % partitions."""
     h = 0
-    for ch in text:
+    for ch in group:
         h = (31 * h + ord(ch)) & 0xFFFFFFFF
-    return h & 0x7FFFFFFF
+    signed = h - (1 << 32) if h & 0x80000000 else h
+    # Kafka's Utils.abs: Math.abs, except that Integer.MIN_VALUE gives 0 rather than itself.
+    return (0 if signed == -(1 << 31) else abs(signed)) % partitions
 
 
 def leaders(cfg) -> dict[str, dict[int, int]]:
@@ -30,7 +32,7 @@ def leaders(cfg) -> dict[str, dict[int, int]]:
 def group_coordinator(cfg, group: str) -> int:
     """The node that coordinates group: the leader of its __consumer_offsets partition."""
     offsets = leaders(cfg)[OFFSETS_TOPIC]
-    return offsets[java_string_hash(group) % len(offsets)]
+    return offsets[group_partition(group, len(offsets))]
 
 
 def transaction_coordinator(cfg, transactional_id: str) -> int:

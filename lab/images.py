@@ -6,8 +6,8 @@ packages, and the project's own images are built on it under the project's own t
 (never the official names): Python from Debian (then pip from PyPI), Kafka from the jars
 the embedded broker resolves from Maven Central, Prometheus from Debian. The tags are
 written to `.env` (git-ignored), which plain `docker compose` and `docker-compose` read,
-so `docker compose up --build` uses them from then on. Each step is skipped when its image
-exists (`--rebuild` redoes them); Docker's layer cache makes an unchanged rebuild quick.
+so `docker compose up --build` uses them from then on. The Debian base is bootstrapped only
+when missing (`--rebuild` redoes it); the rest is rebuilt, quickly from Docker's layer cache.
 """
 from __future__ import annotations
 

@@ -185,6 +185,7 @@ class Stack:
             self.progress(f"[kafka] using the existing cluster at {self.external_bootstrap}")
         else:
             if self.brokers:
+                self._check_size(self.brokers)
                 self._cluster_file().parent.mkdir(parents=True, exist_ok=True)
                 self._cluster_file().write_text(json.dumps({"brokers": self.brokers}))
             self.cluster.start(progress=self.progress)
@@ -284,6 +285,9 @@ class Stack:
             if cluster.running_pids():
                 self.progress("[kafka] stopping" + (f" {cluster.size} brokers" if cluster.size > 1 else ""))
             cluster.stop()
+            # Whatever size this command thinks the stack has, no broker of this home keeps running.
+            for f in sorted((self.home / "run").glob("kafka*.pid")):
+                processes.stop(f, timeout=60)
             if wipe:
                 cluster.wipe()
                 self._cluster_file().unlink(missing_ok=True)
@@ -348,6 +352,15 @@ class Stack:
         for r in rows:   # the quorum state on disk outlives the processes: a stopped node leads nothing
             r["controller"] = bool(r["pid"]) and r["node_id"] == leader
         return rows
+
+    def _check_size(self, wanted: int) -> None:
+        """Refuse to start N brokers over data formatted for another size (a single broker's quorum is not a cluster's)."""
+        saved = Stack(home=self.home, kafka_port=self.kafka_port, controller_port=self.controller_port).broker_count
+        formatted = [n for n in EmbeddedCluster(home=self.home, ports=((0, 0),) * max(saved, wanted)).nodes
+                     if (n.data_dir / "meta.properties").exists()] if saved != wanted else []
+        if formatted:
+            raise StackError(f"{self.home} holds the data of a {saved}-broker stack, not {wanted}: "
+                             f"./run_all.sh down --wipe first (or give this one another LAB_HOME)")
 
     def _node(self, name: str) -> EmbeddedBroker:
         n = node_of(name)

@@ -154,7 +154,14 @@ class OrderSender:
             try:
                 old.close(timeout=0)
             except Exception as exc:  # noqa: BLE001 - a close path never raises into a request
-                log.warning("discarded producer did not close cleanly: %s", exc.__class__.__name__)
+                # The raise skipped the rest of close(): stop the I/O thread too, so that the
+                # records this request counted as failed cannot still be delivered after its 503.
+                # kafka-python 3.0.12 has no public way to abort them: _sender is its I/O thread.
+                sender = getattr(old, "_sender", None)
+                if sender is not None:
+                    sender.force_close()
+                log.warning("discarded producer did not close cleanly (%s): its pending records were aborted",
+                            exc.__class__.__name__)
 
 
 def _stamp_ack(acked_at: list, b: int, _result) -> None:

@@ -60,6 +60,7 @@ def test_a_broker_killed_mid_bulk_is_invisible_but_for_latency(cluster_stack, ro
     t = threading.Thread(target=bulk)
     t.start()
     time.sleep(0.5)                 # mid-bulk
+    assert t.is_alive(), "the bulk was over before the kill"
     assert stack.kill(f"kafka-{node}")
     killed_at = time.monotonic()
     t.join()
@@ -69,6 +70,8 @@ def test_a_broker_killed_mid_bulk_is_invisible_but_for_latency(cluster_stack, ro
         assert body["produced"] + body["failed"] == 20_000
         if status == 201:
             assert body["produced"] == 20_000
+        else:   # a 503 says exactly what was not acknowledged
+            assert body["failed"] > 0 and body["error"]
         wait_settled(stack, timeout_s=CATCH_UP_BOUND_S)
         print(f"\n[failover] kill -9 of node {node} ({role}): bulk {status} {body['produced']}/20000, "
               f"caught up {time.monotonic() - killed_at:.1f}s after the kill")

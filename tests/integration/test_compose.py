@@ -54,7 +54,12 @@ def docker_or_skip():
         pytest.fail(f"LAB_REQUIRE_DOCKER is set but {reason}")
     if reason:
         pytest.skip(f"Docker tests skipped: {reason}")
-    images.ensure_images(progress=lambda m: print(m, flush=True))
+    try:
+        images.ensure_images(progress=lambda m: print(m, flush=True))
+    except images.StackError as exc:   # e.g. not root, so no debootstrap for the offline images
+        if os.environ.get("LAB_REQUIRE_DOCKER"):
+            raise
+        pytest.skip(f"Docker tests skipped: no image can be pulled or built here: {str(exc).splitlines()[0]}")
 
 
 def port_or_free(port: int) -> int:

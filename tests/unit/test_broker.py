@@ -63,3 +63,12 @@ def test_one_node_is_the_single_broker_it_always_was(tmp_path):
     (single,) = broker.EmbeddedCluster(home=tmp_path, ports=((19092, 19093),)).nodes
     assert props_of(single) == props_of(EmbeddedBroker(home=tmp_path, port=19092, controller_port=19093))
     assert props_of(single)["min.insync.replicas"] == "1"
+
+
+def test_a_cluster_is_not_started_over_a_single_brokers_data(tmp_path):
+    from lab.stack import Stack, StackError
+    (tmp_path / "kafka-data").mkdir()
+    (tmp_path / "kafka-data" / "meta.properties").write_text("cluster.id=x\n")
+    with pytest.raises(StackError, match="holds the data of a 1-broker stack, not 3: ./run_all.sh down --wipe first"):
+        Stack(home=tmp_path, brokers=3)._check_size(3)
+    Stack(home=tmp_path, brokers=1)._check_size(1)   # the same size is fine
