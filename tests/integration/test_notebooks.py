@@ -158,3 +158,11 @@ def test_unknown_parameters_are_refused_before_anything_runs(stack, tmp_path):
     assert proc.returncode == 2
     assert "unknown parameter 'n_event'" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_html_report_shows_no_path_of_the_machine_it_ran_on(lab_run):
+    html = (lab_run["dir"] / "report.html").read_text()
+    # Notebook 01's last cell once displayed the path its results went to (PosixPath('/.../01-load-10k.json')).
+    # The command line in the text report may name files as they were typed; nothing else names a path.
+    assert "PosixPath(" not in html
+    assert str(lab_run["dir"]) not in html
