@@ -323,8 +323,12 @@ def broker_answers(bootstrap: str, timeout_ms: int = 2000) -> bool:
     """True when a broker at bootstrap answers a metadata request."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms,
-                             bootstrap_timeout_ms=timeout_ms, client_id="lab-readiness")
+    from services.common.kafka_clients import build_client
+
+    # build_client: a constructor that cannot connect (the broker still starting) must not leave
+    # its I/O thread behind, one per poll of wait_ready.
+    admin = build_client(KafkaAdminClient, bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms,
+                         bootstrap_timeout_ms=timeout_ms, client_id="lab-readiness")
     try:
         admin.list_topics()
         return True

@@ -9,7 +9,7 @@ from kafka.net.compat import KafkaNetClient
 from services.common.config import Config
 
 
-def _build(cls, **opts):
+def build_client(cls, **opts):
     """cls(**opts), closing its network client if the constructor fails.
 
     kafka-python 3 connects inside the constructor; when that fails (broker down) the client
@@ -63,7 +63,7 @@ def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str
         # producer-wide retry_backoff_ms (100 ms by default) instead. Measured on 15
         # transactions of 100 records: 541 ms waiting to send at 100, 100 ms at 20.
         opts["retry_backoff_ms"] = 20
-    return _build(KafkaProducer, **opts)
+    return build_client(KafkaProducer, **opts)
 
 
 # How the streaming consumers (inventory-grp, analytics-grp) fetch: the broker answers once it
@@ -102,11 +102,11 @@ def consumer(cfg: Config, *, group_id: str | None, client_id: str = "lab", **ext
         metrics_enabled=False,
     )
     opts.update(extra)
-    return _build(KafkaConsumer, **opts)
+    return build_client(KafkaConsumer, **opts)
 
 
 def admin(cfg: Config, *, client_id: str = "lab-admin") -> KafkaAdminClient:
-    return _build(KafkaAdminClient, bootstrap_servers=cfg.bootstrap, client_id=client_id,
+    return build_client(KafkaAdminClient, bootstrap_servers=cfg.bootstrap, client_id=client_id,
                   request_timeout_ms=cfg.kafka_timeout_ms * 2,
                   bootstrap_timeout_ms=cfg.kafka_timeout_ms * 2)
 
