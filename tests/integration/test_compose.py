@@ -239,8 +239,13 @@ def test_prometheus_answers_a_lag_query(stack):
     assert series, "no kafka_consumergroup_group_lag series in Prometheus"
     groups = {s["metric"]["group"] for s in series}
     assert {"inventory-grp", "analytics-grp"} <= groups
-    targets = requests.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-    assert {t["labels"]["job"]: t["health"] for t in targets} == {PRODUCER: "up", ANALYTICS: "up"}
+    # Each target is 'unknown' until its first scrape (every 5 s): wait for both, bounded.
+    health: dict = {}
+    while time.monotonic() < deadline + 30 and health != {PRODUCER: "up", ANALYTICS: "up"}:
+        targets = requests.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in targets}
+        time.sleep(1)
+    assert health == {PRODUCER: "up", ANALYTICS: "up"}
 
 
 def test_the_jupyter_profile_serves_jupyterlab_against_the_compose_stack(stack):
