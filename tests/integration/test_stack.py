@@ -53,7 +53,10 @@ def test_topics_match_the_definition(stack):
         assert all(len(d["partitions"]) == 3 for d in described.values())
         assert RETENTION_MS == 604_800_000
         admin.create_topics({"Mismatched": {"num_partitions": 2, "replication_factor": 1,
-                                            "configs": {"retention.ms": "1000"}}})
+                                            "configs": {"retention.ms": "1000"}}},
+                            # Without it, the check can run before the new topic's metadata has
+                            # reached the broker it asks, and see it "missing" (seen in CI).
+                            wait_for_metadata=True)
         with pytest.raises(TopicMismatchError, match="2 partitions, expected 3.*retention.ms=1000"):
             check_topics(admin, (TopicSpec("Mismatched"),))
     finally:
