@@ -427,8 +427,46 @@ def summarize_phases(samples: list[dict], phases: list[dict], window_s: float, s
             "lag_seconds_max": round(max(s["max_lag_seconds"] for s in mine), 3),
             "status": lagstatus.evaluate(samples, window_s, stop_after_s, at=idx[-1]).as_dict(),
         })
+        row.update(drain_model(row, partitions=len(mine[0]["partitions"])))
         out.append(row)
     return out
+
+
+# -- the drain model: what the throttle allows, beside what was measured -------------------------------
+def expected_drain_rate(instances: int, throttle_ms: int, partitions: int) -> float | None:
+    """Events/s the throttle allows: instances x 1000 / throttle_ms, and no more consumers work than partitions.
+
+    A group gives each partition to one member, so a fourth consumer on three partitions idles.
+    None when unthrottled: then nothing but the machine sets the rate.
+    """
+    if throttle_ms <= 0:
+        return None
+    return min(instances, partitions) * 1000 / throttle_ms
+
+
+def drain_time_s(lag: int, events_per_s: float | None) -> float | None:
+    """Seconds until lag reaches 0 at this rate: 0 with no lag, None when nothing drains."""
+    if lag <= 0:
+        return 0.0
+    if not events_per_s:
+        return None
+    return lag / events_per_s
+
+
+def drain_model(phase: dict, partitions: int) -> dict:
+    """A summarised phase's model figures: expected rate, measured/expected, the extra ms per event, drain time."""
+    measured = phase.get("active_events_per_s", 0.0)
+    expected = expected_drain_rate(phase["instances"], phase["throttle_ms"], partitions)
+    working = min(phase["instances"], partitions)
+    # What each event cost beyond the throttle's sleep (decoding, producing, the transaction commit
+    # that closes every COMMIT_INTERVAL_MS of work): the part of the time the model leaves out.
+    extra = 1000 * working / measured - phase["throttle_ms"] if expected and measured else None
+    drained = drain_time_s(phase.get("lag_end", 0), measured)
+    return {"consumers_at_work": working,
+            "expected_events_per_s": round(expected, 2) if expected else None,
+            "measured_vs_expected": round(measured / expected, 3) if expected else None,
+            "extra_ms_per_event": round(extra, 1) if extra is not None else None,
+            "drained_in_s_at_this_rate": round(drained, 1) if drained is not None else None}
 
 
 def phase_label(instances: int, throttle_ms: int) -> str:
@@ -437,12 +475,13 @@ def phase_label(instances: int, throttle_ms: int) -> str:
 
 
 def restore_services(stack: LabStack) -> list[str]:
-    """Undo what the experiments change: inventory-consumer unthrottled x1, analytics rebuilding at start."""
+    """Undo what the experiments change: inventory-consumer unthrottled, exactly-once, x1; analytics rebuilding at start."""
     restored = []
     status = stack.status()
     inv = status[INVENTORY]
-    if "THROTTLE_MS" in inv["overrides"] or inv["instances"] != 1:
-        stack.restart(INVENTORY, {k: v for k, v in inv["overrides"].items() if k != "THROTTLE_MS"}, instances=1)
+    changed = ("THROTTLE_MS", "PROCESSING_GUARANTEE")   # notebooks 02 and 04
+    if any(k in inv["overrides"] for k in changed) or inv["instances"] != 1:
+        stack.restart(INVENTORY, {k: v for k, v in inv["overrides"].items() if k not in changed}, instances=1)
         restored.append(INVENTORY)
     an = status[ANALYTICS]
     if "ANALYTICS_REBUILD" in an["overrides"] or not an["running"]:
@@ -644,28 +683,40 @@ def reconciliation_table(load: dict) -> pd.DataFrame:
                          for name, value in rec["counts"].items()]).set_index("count")
 
 
+def _percent(ratio: float | None) -> str | None:
+    return None if ratio is None else f"{ratio:.0%}"
+
+
 def phase_table(lag: dict) -> pd.DataFrame:
+    """One row per phase: measured drain rates beside the model's, lag, the oldest event's age, the status."""
     rows = []
     for p in lag["phases"]:
         rows.append({"phase": p["phase"], "consumers": p["label"],
                      "observed_s": round(p["end_t"] - p["start_t"], 1),
                      "processed": p.get("processed", 0), "drain_events_per_s": p.get("events_per_s", 0.0),
                      "drain_after_start_events_per_s": p.get("active_events_per_s", 0.0),
+                     "model_events_per_s": p.get("expected_events_per_s"),
+                     "measured_vs_model": _percent(p.get("measured_vs_expected")),
                      "lag_start": p.get("lag_start"), "lag_max": p.get("lag_max"), "lag_end": p.get("lag_end"),
                      "oldest_event_max_s": p.get("lag_seconds_max"),
+                     "lag_end_drained_in_s": p.get("drained_in_s_at_this_rate"),
                      "status": p["status"]["status"] if "status" in p else None,
                      "why": p["status"]["reason"] if "status" in p else None})
     return pd.DataFrame(rows).set_index("phase")
 
 
 def readings_table(lag: dict) -> pd.DataFrame:
-    """Every lag reading: per-partition lag in offsets, the total, the oldest event's age, the status."""
+    """Every lag reading: per-partition lag in offsets, the total, the oldest event's age, the time the
+    total would take to drain at its phase's measured rate, the status."""
+    rates = {p["phase"]: p.get("active_events_per_s", 0.0) for p in lag["phases"]}
     rows = []
     for s in lag["samples"]:
         row = {"t_s": s["t"], "phase": s["phase"]}
         row.update({f"lag p{p['partition']}": p["lag"] for p in s["partitions"]})
         row["total"] = s["total_lag"]
         row.update({f"age p{p['partition']} s": round(p["lag_seconds"] or 0.0, 1) for p in s["partitions"]})
+        drained = drain_time_s(s["total_lag"], rates.get(s["phase"]))
+        row["at phase rate, drained in s"] = None if drained is None else round(drained, 1)
         row["status"] = s.get("status")
         rows.append(row)
     return pd.DataFrame(rows)

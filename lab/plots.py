@@ -36,6 +36,9 @@ def phase_caption(ph: dict, lag: dict) -> list[str]:
         lines.append(f"caught up {lag['caught_up_t'] - ph['start_t']:.0f}s after restart")
     elif "active_events_per_s" in ph:
         lines.append(f"drains {ph['active_events_per_s']:,.1f} events/s")
+        if ph.get("expected_events_per_s"):
+            # The throttle's model beside the measurement: how much of the possible rate was reached.
+            lines.append(f"{ph['measured_vs_expected']:.0%} of the model's {ph['expected_events_per_s']:,.0f}/s")
     if ph.get("status"):
         st = ph["status"]
         culprits = [f"p{p}" for p, v in st["partitions"].items() if v["status"] == st["status"]]

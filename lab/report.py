@@ -114,6 +114,7 @@ def lag_section(lag: dict | None) -> str:
     for p in lag["phases"]:
         if "status" in p:
             out += f"  phase {p['phase']} status at its end: {p['status']['status']}: {p['status']['reason']}\n"
+    out += "\n" + model_lines(lag) + "\n"
     speedup = lag.get("scale_out_speedup")
     if speedup is not None:
         out += f"  scaling out to {lag['phases'][1]['instances']} consumers multiplied the drain rate by {speedup:.2f}\n"
@@ -122,6 +123,32 @@ def lag_section(lag: dict | None) -> str:
     out += f"  final status: {lag['final_status']['status']}: {lag['final_status']['reason']}\n\n"
     out += "Lag readings (every sample; lag in events, age in seconds):\n"
     out += _table(experiments.readings_table(lag), index=False)
+    return out
+
+
+def model_lines(lag: dict) -> str:
+    """Each phase's measured drain rate beside the throttle's model, and how long its end lag takes to drain."""
+    out = ("Model against measurement: a throttled phase can drain at most instances x 1000 / throttle_ms "
+           "events/s, with no more consumers at work than partitions; the model counts only the throttle's "
+           "sleep.\n")
+    for p in lag["phases"]:
+        if "active_events_per_s" not in p:
+            continue
+        measured = p["active_events_per_s"]
+        line = f"  phase {p['phase']} ({p['label']}): drained {measured:,.1f} events/s after its start"
+        if p.get("expected_events_per_s"):
+            line += (f", {p['measured_vs_expected']:.0%} of the model's {p['expected_events_per_s']:,.1f}/s "
+                     f"({p['consumers_at_work']} x 1000 / {p['throttle_ms']} ms)")
+            if (p.get("extra_ms_per_event") or 0) > 0:
+                line += (f"; the rest went to {p['extra_ms_per_event']:.1f} ms per event beyond the sleep "
+                         f"(decode, produce, the transaction commits)")
+        else:
+            line += " (unthrottled: no model, the machine sets the rate)"
+        drained = p.get("drained_in_s_at_this_rate")
+        if p.get("lag_end"):
+            line += (f"; its end lag of {p['lag_end']:,} would drain in {drained:,.1f} s at this rate"
+                     if drained is not None else f"; its end lag of {p['lag_end']:,} does not drain at this rate")
+        out += line + "\n"
     return out
 
 

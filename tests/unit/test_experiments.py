@@ -83,6 +83,47 @@ def test_summarize_phases_tells_the_three_phase_story():
     assert all("status" in s for s in lag["samples"])
 
 
+@pytest.mark.parametrize("instances, throttle_ms, partitions, rate", [
+    (1, 100, 3, 10.0),       # the spec's consumer: 10 events/s
+    (3, 100, 3, 30.0),       # one consumer per partition triples it
+    (5, 100, 3, 30.0),       # consumers beyond the partitions idle
+    (2, 20, 3, 100.0),
+    (1, 0, 3, None),         # unthrottled: no model
+])
+def test_expected_drain_rate(instances, throttle_ms, partitions, rate):
+    assert experiments.expected_drain_rate(instances, throttle_ms, partitions) == rate
+
+
+@pytest.mark.parametrize("lag, rate, seconds", [(300, 10.0, 30.0), (0, 0.0, 0.0), (5, 0.0, None), (7, None, None)])
+def test_drain_time(lag, rate, seconds):
+    assert experiments.drain_time_s(lag, rate) == seconds
+
+
+def test_drain_model_puts_the_measured_rate_beside_the_model():
+    # 9.2 events/s from one consumer at 100 ms: 92% of the model, 8.7 ms per event beyond the sleep.
+    phase = {"instances": 1, "throttle_ms": 100, "active_events_per_s": 9.2, "lag_end": 2760}
+    assert experiments.drain_model(phase, partitions=3) == {
+        "consumers_at_work": 1, "expected_events_per_s": 10.0, "measured_vs_expected": 0.92,
+        "extra_ms_per_event": 8.7, "drained_in_s_at_this_rate": 300.0}
+    scaled = experiments.drain_model({**phase, "instances": 4, "active_events_per_s": 27.0}, partitions=3)
+    assert scaled["consumers_at_work"] == 3 and scaled["expected_events_per_s"] == 30.0
+    assert scaled["measured_vs_expected"] == 0.9
+    unthrottled = experiments.drain_model({**phase, "throttle_ms": 0, "active_events_per_s": 900.0}, partitions=3)
+    assert unthrottled["expected_events_per_s"] is None and unthrottled["measured_vs_expected"] is None
+    assert unthrottled["drained_in_s_at_this_rate"] == pytest.approx(3.1, abs=0.05)
+
+
+def test_the_phase_and_readings_tables_show_the_model():
+    lag = lag_result()
+    phases = experiments.phase_table(lag)
+    assert phases.loc[1, "model_events_per_s"] == 10.0 and phases.loc[1, "measured_vs_model"] == "100%"
+    assert phases.loc[1, "lag_end_drained_in_s"] == 26.0       # 260 left at 10 events/s
+    assert pd.isna(phases.loc[3, "measured_vs_model"])      # unthrottled: no model
+    readings = experiments.readings_table(lag)
+    first_lagging = readings[readings["total"] > 0].iloc[0]
+    assert first_lagging["at phase rate, drained in s"] == 30.0   # 300 at phase 1's 10 events/s
+
+
 def test_phase_label():
     assert experiments.phase_label(1, 100) == "1 consumer, 100 ms/event"
     assert experiments.phase_label(3, 0) == "3 consumers, unthrottled"

@@ -37,6 +37,8 @@ def test_text_report_has_every_section_with_the_recorded_figures(tmp_path):
         "400 of 400 events acknowledged in 4 batches", "RESULT: all counts agree.",
         "phase 1 status at its end: STALL: partitions 0, 1:", "lag reached 0 at t=12.0s",
         "scaling out to 3 consumers multiplied the drain rate by 3.00",
+        "phase 1 (1 consumer, 100 ms/event): drained 10.0 events/s after its start, 100% of the model's "
+        "10.0/s (1 x 1000 / 100 ms); its end lag of 260 would drain in 26.0 s at this rate",
         "POST /replay re-read 1,400 events", "Replay after equals the counts read straight from the topics.",
         "replay after equals the truth: yes; restored live metrics equal the truth: yes",
     ):
