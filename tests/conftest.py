@@ -18,6 +18,10 @@ for _var in (*ENV_DEFAULTS, "LAB_HOME", "LAB_REPORTS_DIR", "LAB_STACK", "KAFKA_P
 
 from lab.stack import Stack  # noqa: E402 - after the environment is cleaned
 
+# The seed's test command (python tests/test_kafka.py) is a program run against a running stack, not a
+# pytest module; tests/integration/test_seed_command.py runs it against the suite's own stack.
+collect_ignore = ["test_kafka.py"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
