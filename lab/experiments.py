@@ -8,8 +8,10 @@ below turn those dicts into DataFrames for the notebooks and the text report ali
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import random
+import re
 import sys
 import threading
 import time
@@ -22,6 +24,7 @@ from kafka.errors import KafkaError
 
 from lab import lagstatus
 from lab.broker import kafka_version
+from lab.pipeline import PAPERMILL_ENV
 from lab.stack import ANALYTICS, INVENTORY, LabStack
 from services.analytics.metrics import flatten
 from services.common import events, kafka_clients
@@ -37,13 +40,28 @@ POLL_S = 0.25
 
 
 # -- set-up in a notebook ------------------------------------------------------------------------
+PROGRESS_FORMAT = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+# A progress line as PROGRESS_FORMAT writes it: the report leaves such lines out of printed output.
+PROGRESS_LINE = re.compile(r"^\d\d:\d\d:\d\d ")
+
+
+def under_papermill() -> bool:
+    """True in a kernel that ./run_all.sh executes with papermill (it sets PAPERMILL_ENV), False in JupyterLab."""
+    return os.environ.get(PAPERMILL_ENV) == "1"
+
+
 def show_progress(level: int = logging.INFO) -> None:
-    """Send the lab's log lines to stderr: a notebook shows them, and run_all.sh streams them live."""
+    """Show the lab's log lines while an experiment runs.
+
+    In JupyterLab they go to stdout: stderr would paint every line as a red error box. Under
+    papermill they go to stderr, which run_all.sh streams to the terminal, indented, and the
+    HTML report leaves out.
+    """
     logger = logging.getLogger("lab")
     logger.setLevel(level)
     if not any(getattr(h, "_lab_progress", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        handler = logging.StreamHandler(sys.stderr if under_papermill() else sys.stdout)
+        handler.setFormatter(PROGRESS_FORMAT)
         handler._lab_progress = True
         logger.addHandler(handler)
 
@@ -278,10 +296,15 @@ def run_load(stack: LabStack, n_events: int, batches: int, item: str = events.MI
 class LagSampler:
     """Samples a group's per-partition lag in a background thread; each sample carries the current phase."""
 
-    def __init__(self, cfg, group: str = INVENTORY_GROUP, topics=(ORDER_EVENTS,), interval_s: float = 1.0):
+    def __init__(self, cfg, group: str = INVENTORY_GROUP, topics=(ORDER_EVENTS,), interval_s: float = 1.0,
+                 on_sample=None):
         self.cfg, self.group, self.topics, self.interval_s = cfg, group, tuple(topics), interval_s
         self.phase: int | None = None
         self.samples: list[dict] = []
+        # Called with the samples so far, on the caller's thread (a notebook's display must be
+        # updated from the cell's own thread), whenever hold() or wait_for() sees new ones.
+        self.on_sample = on_sample
+        self._told = 0
         self._lock = threading.Lock()
         self._new_sample = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -342,19 +365,33 @@ class LagSampler:
         if self._error is not None:
             raise RuntimeError("the lag sampler failed; see the log above") from self._error
 
+    def _tell(self) -> None:
+        """Hand the samples so far to on_sample if new ones came (outside the lock: drawing takes a while)."""
+        if self.on_sample is None:
+            return
+        with self._lock:
+            if len(self.samples) == self._told:
+                return
+            self._told = len(self.samples)
+            samples = list(self.samples)
+        self.on_sample(samples)
+
     def hold(self, until_t: float) -> None:
         """Let the sampler record until until_t (seconds since start)."""
         while self.now() < until_t:
             self._raise_if_failed()
+            self._tell()
             time.sleep(min(0.2, max(0.0, until_t - self.now())))
         self._raise_if_failed()
+        self._tell()
 
     def wait_for(self, predicate, timeout_s: float) -> dict | None:
         """The first sample (recorded already or to come) that satisfies predicate, or None after timeout_s."""
         deadline = time.monotonic() + timeout_s
-        with self._new_sample:
-            seen = 0  # samples recorded before the call count too: a restart may have blocked a while
-            while True:
+        seen = 0  # samples recorded before the call count too: a restart may have blocked a while
+        while True:
+            self._tell()
+            with self._new_sample:
                 for s in self.samples[seen:]:
                     if predicate(s):
                         return s
@@ -494,14 +531,26 @@ def restore_services(stack: LabStack) -> list[str]:
 
 def run_lag_experiment(stack: LabStack, *, throttle_ms: int, burst: int, sample_interval_s: float,
                        phase1_s: float, phase2_s: float, phase3_timeout_s: float, scale_out: int = 3,
-                       status_window_s: float = 10.0, stop_after_s: float = 15.0) -> dict:
+                       status_window_s: float = 10.0, stop_after_s: float = 15.0, on_progress=None) -> dict:
     """Burst into a throttled inventory-consumer, scale it out, then unthrottle it; sample lag throughout.
 
+    on_progress, if given, is called with the experiment so far (the shape of the result, phases
+    still open) at each new sample: a notebook in JupyterLab redraws its chart with it.
     Whatever happens, inventory-consumer ends unthrottled with one instance.
     """
     wait_settled(stack)
-    sampler = LagSampler(stack.service_config(), interval_s=sample_interval_s)
     phases: list[dict] = []
+    burst_result: dict | None = None
+    burst_t: float | None = None
+
+    def so_far(samples: list[dict]) -> None:
+        now = round(sampler.now(), 3)
+        on_progress({"group": INVENTORY_GROUP, "topic": ORDER_EVENTS, "burst": burst_result, "burst_t": burst_t,
+                     "samples": samples, "live_t": now,
+                     "phases": [{"end_t": now, **ph} for ph in phases]})
+
+    sampler = LagSampler(stack.service_config(), interval_s=sample_interval_s,
+                         on_sample=so_far if on_progress else None)
 
     def begin(phase: int, instances: int, throttle: int) -> float:
         sampler.phase = phase

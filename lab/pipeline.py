@@ -30,6 +30,9 @@ from lab.stack import LabStack, StackError
 NOTEBOOKS = ("01-load-10k", "02-consumer-lag", "03-replay", "99-report")
 STANDING_PARAMS = paths.PARAMS_DIR / "lab.yaml"
 KERNEL = "python3"
+# Set in the kernels papermill runs here: a notebook then writes only its final charts, and its
+# progress goes to stderr, which the terminal shows indented (lab.experiments.under_papermill).
+PAPERMILL_ENV = "LAB_PAPERMILL"
 # CurveZMQ between papermill and the kernel when both sides support it (ipykernel declares it):
 # the kernel's ports are on localhost, but on a shared machine nobody else should read them.
 KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto"}})
@@ -250,10 +253,11 @@ def run_notebooks(overrides: dict[str, dict], reports_dir: Path, shown: dict[str
         t0 = time.monotonic()
         out = executed_dir / f"{name}.ipynb"
         try:
-            papermill.execute_notebook(
-                paths.NOTEBOOKS_DIR / f"{name}.ipynb", out, parameters=overrides[name], kernel_name=KERNEL,
-                cwd=paths.NOTEBOOKS_DIR, progress_bar=False, log_output=False, stderr_file=_Indented(sys.stdout),
-                start_timeout=120, config=KERNEL_CONFIG)
+            with environment({PAPERMILL_ENV: "1"}):
+                papermill.execute_notebook(
+                    paths.NOTEBOOKS_DIR / f"{name}.ipynb", out, parameters=overrides[name], kernel_name=KERNEL,
+                    cwd=paths.NOTEBOOKS_DIR, progress_bar=False, log_output=False,
+                    stderr_file=_Indented(sys.stdout), start_timeout=120, config=KERNEL_CONFIG)
         except PapermillExecutionError as exc:
             print(f"[lab] {name} FAILED in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                   f"[lab] the executed notebook, with the traceback, is {out}", file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ in a notebook kernel, in run_all.sh and in tests, with no display and no global 
 """
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -49,6 +50,11 @@ def phase_caption(ph: dict, lag: dict) -> list[str]:
 
 def lag_chart(lag: dict, path: Path) -> Path:
     """Per-partition and total lag over time with the three phases shaded; the oldest event's age below."""
+    return _save(lag_figure(lag), path)
+
+
+def lag_figure(lag: dict) -> Figure:
+    """The lag chart's figure, of a finished experiment or of one still running (no burst yet, phases open)."""
     samples = lag["samples"]
     t = [s["t"] for s in samples]
     partitions = sorted({p["partition"] for s in samples for p in s["partitions"]})
@@ -79,9 +85,10 @@ def lag_chart(lag: dict, path: Path) -> Path:
     peak = max((s["total_lag"] for s in samples), default=0)
     top.set_ylim(0, max(1, peak) * 1.5)   # head-room for the phase captions
     burst = lag["burst"]
-    top.axvline(lag["burst_t"], color="#c0392b", lw=1.2, ls="--")
-    top.annotate(f"burst of {burst['produced']:,} orders", xy=(lag["burst_t"], peak * 0.93),
-                 xytext=(6, 0), textcoords="offset points", color="#c0392b", fontsize=9, va="top")
+    if burst is not None:
+        top.axvline(lag["burst_t"], color="#c0392b", lw=1.2, ls="--")
+        top.annotate(f"burst of {burst['produced']:,} orders", xy=(lag["burst_t"], peak * 0.93),
+                     xytext=(6, 0), textcoords="offset points", color="#c0392b", fontsize=9, va="top")
     for ph in lag["phases"]:
         # The last phase is often short: its caption hangs left from the plot's right edge.
         last = ph is lag["phases"][-1]
@@ -95,9 +102,35 @@ def lag_chart(lag: dict, path: Path) -> Path:
     bottom.set_ylim(bottom=0)
     bottom.legend(loc="center left", bbox_to_anchor=(1.005, 0.5), fontsize=9)
     throttle = next((ph["throttle_ms"] for ph in lag["phases"] if ph["throttle_ms"]), 0)
-    fig.suptitle(f"Consumer lag of {lag['group']} on {lag['topic']}: {burst['produced']:,}-order burst "
+    what = f"{burst['produced']:,}-order burst" if burst is not None else "a burst"
+    live = f"live at t={lag['live_t']:.0f}s: " if "live_t" in lag else ""
+    fig.suptitle(f"{live}Consumer lag of {lag['group']} on {lag['topic']}: {what} "
                  f"into a consumer throttled to {throttle} ms/event", fontsize=12)
-    return _save(fig, path)
+    return fig
+
+
+class LiveLagChart:
+    """The lag chart of a running experiment, redrawn in place in a notebook: one IPython display, updated.
+
+    Pass it as run_lag_experiment's on_progress. It needs IPython only (no widget library).
+    """
+
+    ALT = "Lag per partition and in total so far; the oldest unprocessed event's age below"
+
+    def __init__(self, dpi: int = 72):
+        self.dpi = dpi         # a smaller picture than the saved chart: it is redrawn at every sample
+        self._handle = None
+
+    def __call__(self, lag: dict) -> None:
+        from IPython.display import Image, display
+
+        buf = io.BytesIO()
+        lag_figure(lag).savefig(buf, format="png", dpi=self.dpi)
+        img = Image(data=buf.getvalue(), format="png", alt=self.ALT)
+        if self._handle is None:
+            self._handle = display(img, display_id=True)
+        else:
+            self._handle.update(img)
 
 
 def load_chart(load: dict, path: Path) -> Path:

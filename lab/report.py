@@ -231,6 +231,21 @@ def _with_alt_text(output: dict) -> dict:
             "metadata": {}}
 
 
+def _without_progress(output: dict) -> dict | None:
+    """An output without the lab's progress lines, or None if nothing else is left.
+
+    Under papermill progress is the whole stderr stream; in a notebook run and saved in
+    JupyterLab it is stdout lines in lab.experiments.PROGRESS_FORMAT, among what the cell printed.
+    """
+    if output.get("output_type") != "stream":
+        return output
+    if output.get("name") == "stderr":
+        return None
+    kept = [line for line in output.get("text", "").splitlines(keepends=True)
+            if not experiments.PROGRESS_LINE.match(line)]
+    return {**output, "text": "".join(kept)} if kept else None
+
+
 def merged_notebook(notebooks: list[tuple[str, Path | None, str | None]], text_report: str,
                     title: str) -> nbformat.NotebookNode:
     """One notebook of the executed ones: markdown and outputs only (no stderr logs), the text report last."""
@@ -250,8 +265,7 @@ def merged_notebook(notebooks: list[tuple[str, Path | None, str | None]], text_r
                 merged.cells.append(cell)
             elif cell.cell_type == "code":
                 # Progress logs are for the terminal; the report keeps what the cells show.
-                outputs = [_with_alt_text(o) for o in cell.get("outputs", [])
-                           if not (o.output_type == "stream" and o.name == "stderr")]
+                outputs = [_with_alt_text(o) for o in map(_without_progress, cell.get("outputs", [])) if o]
                 if outputs:
                     merged.cells.append({**cell, "outputs": outputs})
     merged.cells.append(nbformat.v4.new_markdown_cell(

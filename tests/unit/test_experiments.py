@@ -150,3 +150,27 @@ def test_replay_table_shows_a_delta_only_for_numbers():
     table = experiments.replay_table(result)
     assert table.loc["orders_total", "delta"] == 5
     assert pd.isna(table.loc["latency_ms.p50", "delta"])
+
+
+@pytest.mark.parametrize("papermill, shown_on", [(None, "out"), ("1", "err")])
+def test_progress_is_ordinary_output_in_jupyterlab_and_stderr_under_papermill(monkeypatch, capsys, papermill,
+                                                                              shown_on):
+    import logging
+
+    from lab.pipeline import PAPERMILL_ENV
+    if papermill is None:
+        monkeypatch.delenv(PAPERMILL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(PAPERMILL_ENV, papermill)
+    logger = logging.getLogger("lab")
+    before, level = list(logger.handlers), logger.level
+    try:
+        experiments.show_progress()
+        logging.getLogger("lab.experiments").info("load batch 1/4: 100 of 100 events acknowledged")
+        captured = capsys.readouterr()
+        line = getattr(captured, shown_on)
+        assert "load batch 1/4" in line and experiments.PROGRESS_LINE.match(line)
+        assert "load batch" not in getattr(captured, "err" if shown_on == "out" else "out")
+    finally:
+        logger.handlers[:] = before
+        logger.setLevel(level)

@@ -75,6 +75,11 @@ def executed_notebook(path, marker):
         nbformat.v4.new_markdown_cell(f"# {marker} title"),
         nbformat.v4.new_code_cell("secret_input_code = 1", outputs=[
             nbformat.v4.new_output("stream", name="stderr", text="progress log line\n"),
+            # Progress as a JupyterLab run shows it (stdout), between lines the cell printed itself.
+            nbformat.v4.new_output("stream", name="stdout",
+                                   text=f"12:00:01 load batch 1/4: 100 of 100 events acknowledged\n{marker} printed\n"
+                                        "12:00:02 lag t=  1.0s phase 1: total   300\n"),
+            nbformat.v4.new_output("stream", name="stdout", text="12:00:03 reconciliation: all counts agree\n"),
             nbformat.v4.new_output("display_data", data={"image/png": PNG, "text/plain": "<Image>"},
                                    metadata={"image/png": {"alt": f"{marker} chart"}}),
             # A chart as a cell's last expression, as the notebooks show theirs.
@@ -102,6 +107,8 @@ def test_html_report_has_outputs_and_charts_but_no_inputs_or_logs(tmp_path):
     assert "No description has been provided" not in html
     assert "secret_input_code" not in html and "no_output_here" not in html
     assert "progress log line" not in html
+    assert "load batch 1/4" not in html and "lag t=" not in html and "reconciliation: all" not in html
+    assert all(f"{name} printed" in html for name in results.NAMES)
     assert "RESULT: all counts agree." in html          # the text report closes the page
     assert "Not executed in this run" not in html and "Run in JupyterLab" not in html
 
@@ -128,7 +135,8 @@ def test_html_report_says_which_copy_it_shows(tmp_path):
 def test_record_and_load_round_trip(tmp_path, name):
     path = results.record(name, {"value": 1, "where": tmp_path}, tmp_path)
     doc = results.load(name, tmp_path)
-    assert doc["value"] == 1 and doc["where"] == str(tmp_path) and doc["name"] == name
+    # A path is recorded relative to the reports dir, here the results dir's parent (results.portable).
+    assert doc["value"] == 1 and doc["where"] == tmp_path.name and doc["name"] == name
     assert path.stat().st_mode & 0o044 == 0o044     # readable by everyone who reads reports/
     results.clear(tmp_path)
     assert results.load(name, tmp_path) is None
