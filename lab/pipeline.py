@@ -306,8 +306,9 @@ def main(rest: list[str], stack: LabStack) -> int:
             up = True
             _clean_previous_run(reports_dir)
             results.record(results.RUN, {
-                "command": " ".join(["./run_all.sh", *rest]),
-                "param_files": [src for src, _ in layers if src != "-p"],
+                # As typed, but with no absolute path: the report shows these (results.portable).
+                "command": " ".join(["./run_all.sh", *results.portable_args(rest, reports_dir)]),
+                "param_files": [results.portable(src, reports_dir) for src, _ in layers if src != "-p"],
                 "overrides": layers[-1][1],
                 "parameters": effective(declared, overrides),
             }, reports_dir / "results")

@@ -65,7 +65,9 @@ def test_parameters_came_from_the_file_and_the_command_line(lab_run):
     assert lab_run[results.LAG]["parameters"]["burst"] == 150
     assert lab_run[results.LAG]["parameters"]["throttle_ms"] == 20
     assert lab_run[results.REPLAY]["parameters"] == {"post_reset_orders": 100}
-    assert lab_run[results.RUN]["param_files"][-1] == str(QUICK)
+    # Given as an absolute path, recorded relative to the repository (results.portable).
+    assert lab_run[results.RUN]["param_files"][-1] == "params/quick.yaml"
+    assert "--params params/quick.yaml" in lab_run[results.RUN]["command"]
     assert lab_run[results.RUN]["overrides"] == {"n_events": 400}
 
 
@@ -160,9 +162,12 @@ def test_unknown_parameters_are_refused_before_anything_runs(stack, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_the_html_report_shows_no_path_of_the_machine_it_ran_on(lab_run):
-    html = (lab_run["dir"] / "report.html").read_text()
-    # Notebook 01's last cell once displayed the path its results went to (PosixPath('/.../01-load-10k.json')).
-    # The command line in the text report may name files as they were typed; nothing else names a path.
-    assert "PosixPath(" not in html
-    assert str(lab_run["dir"]) not in html
+@pytest.mark.parametrize("report_file", ["report.html", "kafka_metrics_report.txt",
+                                         *(f"results/{n}.json" for n in (*results.NAMES, results.RUN))])
+def test_the_reports_show_no_path_of_the_machine_they_ran_on(lab_run, report_file):
+    text = (lab_run["dir"] / report_file).read_text()
+    # Notebook 01's last cell once displayed the path its results went to (PosixPath('/.../01-load-10k.json')),
+    # and the run recorded --params as typed: here the absolute path of params/quick.yaml.
+    assert "PosixPath(" not in text
+    assert str(lab_run["dir"]) not in text
+    assert str(paths.ROOT) not in text
