@@ -34,7 +34,27 @@ ENV_DEFAULTS: dict[str, str] = {
     "LOG_LEVEL": "INFO",
     # Replicas of topics that ./run_all.sh up creates; 3 on a real multi-broker cluster.
     "TOPIC_REPLICATION_FACTOR": "1",
+    # inventory-consumer's delivery guarantee (the names of Kafka Streams' processing.guarantee):
+    # exactly_once (transactions) or at_least_once (commit after the outputs are acknowledged).
+    "PROCESSING_GUARANTEE": "exactly_once",
 }
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is one line naming the variable."""
+
+
+EXACTLY_ONCE = "exactly_once"
+AT_LEAST_ONCE = "at_least_once"
+PROCESSING_GUARANTEES = (EXACTLY_ONCE, AT_LEAST_ONCE)
+
+
+def parse_guarantee(value: str) -> str:
+    """PROCESSING_GUARANTEE checked: a typo must stop the consumer at start, not silently pick a mode."""
+    mode = value.strip().lower()
+    if mode not in PROCESSING_GUARANTEES:
+        raise ConfigError(f"PROCESSING_GUARANTEE={value!r}: use one of {', '.join(PROCESSING_GUARANTEES)}")
+    return mode
 
 
 def _flag(value: str) -> bool:
@@ -60,6 +80,7 @@ class Config:
     delivery_timeout_ms: int
     log_level: str
     topic_replication_factor: int
+    processing_guarantee: str
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Config":
@@ -84,6 +105,7 @@ class Config:
             delivery_timeout_ms=int(raw["KAFKA_DELIVERY_TIMEOUT_MS"]),
             log_level=raw["LOG_LEVEL"],
             topic_replication_factor=int(raw["TOPIC_REPLICATION_FACTOR"]),
+            processing_guarantee=parse_guarantee(raw["PROCESSING_GUARANTEE"]),
         )
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 
-from services.common.config import Config
+from services.common.config import Config, ConfigError
 from services.common.runtime import freeze_startup_heap
 from services.inventory.worker import InventoryWorker
 
 
 def main() -> None:
-    cfg = Config.from_env()
+    try:
+        cfg = Config.from_env()
+    except ConfigError as exc:
+        # A setting that cannot work (PROCESSING_GUARANTEE=twice): one line, not a traceback.
+        sys.exit(f"inventory-consumer: {exc}")
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     worker = InventoryWorker(cfg)
