@@ -92,6 +92,11 @@ def main(argv: list[str], stack) -> int:
     else:
         for topic in (ORDER_EVENTS, INVENTORY_EVENTS):
             print(f"{topic:16} " + "  ".join(f"{k}={v}" for k, v in result[topic].items()))
+        doubled = result[INVENTORY_EVENTS]["duplicates"]
+        if doubled:
+            # Expected once inventory-consumer has run at least once and crashed (notebook 04); a fault otherwise.
+            print(f"  {doubled} InventoryEvents records repeat an order already processed: redeliveries after a "
+                  "crash under PROCESSING_GUARANTEE=at_least_once, or a fault if it only ever ran exactly_once")
         st = result["stock"]
         print(f"{'stock':16} warehouse_items={st['warehouse_items']}  unbalanced={len(st['unbalanced'])}"
               f"  snapshots={st['snapshots']}  snapshot_mismatch={len(st['snapshot_mismatch'])}"

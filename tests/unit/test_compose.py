@@ -143,7 +143,7 @@ def test_app_services_use_only_config_variables_with_its_defaults(service):
 
 def test_the_experiments_variables_reach_their_service():
     assert SVC[INVENTORY]["environment"]["THROTTLE_MS"] == "${THROTTLE_MS:-0}"
-    assert {"THROTTLE_MS"} <= host_variables(COMPOSE)[INVENTORY]
+    assert {"THROTTLE_MS", "PROCESSING_GUARANTEE"} <= host_variables(COMPOSE)[INVENTORY]
     assert {"ANALYTICS_REBUILD"} <= host_variables(COMPOSE)[ANALYTICS]
 
 
