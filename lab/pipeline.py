@@ -1,4 +1,4 @@
-"""./run_all.sh with no command: start the stack, execute the four notebooks with papermill, write reports/.
+"""./run_all.sh with no command: start the stack, execute the five notebooks with papermill, write reports/.
 
 Parameters, lowest precedence first (a later source wins):
 
@@ -27,7 +27,7 @@ from traitlets.config import Config
 from lab import paths, results
 from lab.stack import LabStack, StackError
 
-NOTEBOOKS = ("01-load-10k", "02-consumer-lag", "03-replay", "99-report")
+NOTEBOOKS = ("01-load-10k", "02-consumer-lag", "03-replay", "04-delivery-semantics", "99-report")
 STANDING_PARAMS = paths.PARAMS_DIR / "lab.yaml"
 KERNEL = "python3"
 # Set in the kernels papermill runs here: a notebook then writes only its final charts, and its
@@ -208,7 +208,7 @@ class _Indented:
 def _parser(declared) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="./run_all.sh", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="The whole lab: start the stack, run notebooks 01, 02, 03 and 99 with papermill into "
+        description="The whole lab: start the stack, run notebooks 01, 02, 03, 04 and 99 with papermill into "
                     "reports/notebooks/, write reports/kafka_metrics_report.txt, reports/report.html and "
                     "reports/figures/, then stop the stack.",
         epilog=__doc__.split("\n", 2)[2] + "\nParameters:\n" + parameter_help(declared))
@@ -277,6 +277,9 @@ def _findings(reports_dir: Path) -> list[str]:
     if rec[results.REPLAY] and not (rec[results.REPLAY]["replay"]["after_matches_truth"]
                                     and rec[results.REPLAY]["replay_matters"]["replay_after_matches_truth"]):
         out.append("replay did NOT reproduce the counts read from the topics")
+    for m in (rec[results.SEMANTICS] or {}).get("modes", ()):
+        if m["mode"] == "exactly_once" and (m["kill_run"]["read_committed"]["duplicates"] or m["kill_run"]["missing"]):
+            out.append("exactly-once output had duplicates or gaps after the kills")
     return out
 
 

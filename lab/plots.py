@@ -185,3 +185,64 @@ def replay_chart(demo: dict, path: Path) -> Path:
     ax.legend(fontsize=9, loc="upper left")
     ax.set_title("analytics without its rebuild counts only new arrivals; replay recomputes the truth")
     return _save(fig, path)
+
+
+MODE_COLOURS = {"at_least_once": "#d62728", "exactly_once": "#2ca02c"}
+
+
+def _kills(n: int) -> str:
+    return f"{n} kill{'' if n == 1 else 's'}"
+
+
+def semantics_chart(doc: dict, path: Path) -> Path:
+    """Duplicates (both isolation levels) and stock drift per mode; below, each crash run's output over time, kills marked."""
+    modes = doc["modes"]
+    names = [m["mode"] for m in modes]
+    fig = Figure(figsize=(12, 4 + 2.4 * len(modes)), layout="constrained")
+    grid = fig.add_gridspec(1 + len(modes), 2, height_ratios=(4, *[2.4] * len(modes)))
+    dup_ax, drift_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    width = 0.38
+    for i, (iso, colour) in enumerate((("read_committed", "#1f77b4"), ("read_uncommitted", "#aec7e8"))):
+        xs = [k + (i - 0.5) * width for k in range(len(modes))]
+        values = [m["kill_run"][iso]["duplicates"] for m in modes]
+        bars = dup_ax.bar(xs, values, width, color=colour, label=iso)
+        dup_ax.bar_label(bars, labels=[str(v) for v in values], fontsize=9, padding=2)
+    dup_ax.set_xticks(range(len(modes)), [f"{m['mode']}\n{_kills(m['kills_done'])}" for m in modes])
+    dup_ax.set_ylabel("duplicate records (order ids seen again)")
+    dup_ax.set_ylim(0, max([1] + [m["kill_run"][i]["duplicates"] for m in modes for i in ("read_committed",
+                                                                                         "read_uncommitted")]) * 1.25)
+    dup_ax.legend(fontsize=9, loc="upper right")
+    dup_ax.set_title("duplicates in InventoryEvents after the kills")
+    drift = [m["kill_run"]["stock"]["drift"] for m in modes]
+    bars = drift_ax.bar(names, drift, color=[MODE_COLOURS.get(n, "#7f7f7f") for n in names])
+    drift_ax.bar_label(bars, labels=[f"{d} units\n{m['throughput']['events_per_s']:,.0f} events/s without kills"
+                                     for d, m in zip(drift, modes)], fontsize=9, padding=2)
+    drift_ax.set_ylim(0, max([1] + drift) * 1.4)
+    drift_ax.set_ylabel("stock drift (units)")
+    drift_ax.set_title("stock used minus units reserved by distinct orders")
+
+    for row, m in enumerate(modes, start=1):
+        ax = fig.add_subplot(grid[row, :])
+        tl = m["kill_run"]["timeline"]
+        t = tl["t"]
+        ax.plot(t, range(1, len(t) + 1), color=MODE_COLOURS.get(m["mode"], "#7f7f7f"), lw=1.6,
+                label="output records written (read_uncommitted)")
+        for key, colour, marker, label in (("aborted", "#ff7f0e", "|", "aborted (hidden from read_committed)"),
+                                           ("duplicate", "black", "x", "duplicate in read_committed")):
+            idx = tl[key]
+            if idx:
+                ax.scatter([t[i] for i in idx], [i + 1 for i in idx], color=colour, marker=marker, s=30, zorder=3,
+                           label=f"{label}: {len(idx)}")
+        for j, kt in enumerate(m["kill_run"]["kill_times_s"]):
+            ax.axvline(kt, color="#444444", ls="--", lw=1, label="kill -9" if j == 0 else None)
+        ax.set_ylabel("records")
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{m['mode']}: its output records over time, {_kills(m['kills_done'])}", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+        if row == len(modes):
+            ax.set_xlabel("seconds since the burst")
+    fig.suptitle(f"What a crash does to the output: {doc['burst']:,}-order bursts into inventory-consumer at "
+                 f"{doc['throttle_ms']} ms/event, killed with -9 mid-stream", fontsize=12)
+    return _save(fig, path)

@@ -15,6 +15,7 @@ import pytest
 
 from lab import paths, report, results
 from lab.stack import ANALYTICS, INVENTORY
+from tests.conftest import make_stack
 
 QUICK = paths.PARAMS_DIR / "quick.yaml"
 RUN_TIMEOUT_S = 900  # a guard against a hang, not a performance expectation
@@ -41,6 +42,18 @@ def repo_reports_state() -> dict:
 
 
 @pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """A stack of this module's own: notebook 04's at-least-once run leaves duplicates in InventoryEvents for
+    good, and the session stack's other tests check that topic whole (lab.verify)."""
+    s = make_stack(tmp_path_factory.mktemp("lab-notebooks"), INITIAL_STOCK=1_000_000)
+    try:
+        s.up()
+        yield s
+    finally:
+        s.down()
+
+
+@pytest.fixture(scope="module")
 def lab_run(stack, tmp_path_factory):
     reports_dir = tmp_path_factory.mktemp("reports")
     before = repo_reports_state()
@@ -53,9 +66,10 @@ def lab_run(stack, tmp_path_factory):
 def test_the_run_succeeds_and_writes_everything(lab_run):
     assert lab_run["proc"].returncode == 0, lab_run["proc"].stderr[-3000:]
     d = lab_run["dir"]
-    for name in ("01-load-10k", "02-consumer-lag", "03-replay", "99-report"):
+    for name in ("01-load-10k", "02-consumer-lag", "03-replay", "04-delivery-semantics", "99-report"):
         assert (d / "notebooks" / f"{name}.ipynb").exists()
-    for f in ("kafka_metrics_report.txt", "report.html", "figures/lag_chart.png", "figures/load_chart.png"):
+    for f in ("kafka_metrics_report.txt", "report.html", "figures/lag_chart.png", "figures/load_chart.png",
+              "figures/semantics_chart.png"):
         assert (d / f).exists(), f
     assert lab_run["repo_reports_untouched"]
 
@@ -65,6 +79,8 @@ def test_parameters_came_from_the_file_and_the_command_line(lab_run):
     assert lab_run[results.LAG]["parameters"]["burst"] == 150
     assert lab_run[results.LAG]["parameters"]["throttle_ms"] == 20
     assert lab_run[results.REPLAY]["parameters"] == {"post_reset_orders": 100}
+    assert lab_run[results.SEMANTICS]["parameters"] == {"burst": 150, "kills": 1, "kill_interval_s": 0.5,
+                                                         "throttle_ms": 20, "modes": "at_least_once,exactly_once"}
     # Given as an absolute path, recorded relative to the repository (results.portable).
     assert lab_run[results.RUN]["param_files"][-1] == "params/quick.yaml"
     assert "--params params/quick.yaml" in lab_run[results.RUN]["command"]
@@ -123,6 +139,32 @@ def test_replay_after_equals_the_true_counts(lab_run):
     assert demo["restored"] == demo["truth"]
 
 
+def test_a_kill_never_doubles_exactly_once_output_and_at_least_once_uses_no_transaction(lab_run):
+    modes = {m["mode"]: m for m in lab_run[results.SEMANTICS]["modes"]}
+    assert list(modes) == ["at_least_once", "exactly_once"]
+    for m in modes.values():
+        k = m["kill_run"]
+        assert m["kills_done"] == 1 and len(k["kill_times_s"]) == 1      # the kill landed mid-stream
+        assert k["missing"] == 0 and k["read_committed"]["orders"] == 150
+        assert m["throughput"]["orders_out"] == 150 and m["throughput"]["duplicates"] == 0
+        assert m["throughput"]["events_per_s"] > 0
+    eo, alo = modes["exactly_once"]["kill_run"], modes["at_least_once"]["kill_run"]
+    assert eo["read_committed"]["duplicates"] == 0 and eo["stock"]["drift"] == 0
+    assert eo["markers"] > 0                                 # transactions: a commit marker per partition each
+    # No transaction: no marker in its offsets, nothing aborted, both isolation levels read the same records.
+    assert alo["markers"] == 0 and alo["aborted_records"] == 0
+    assert alo["read_committed"] == alo["read_uncommitted"]
+    # A redelivered order is reserved again: the drift is there exactly when duplicates are.
+    assert (alo["stock"]["drift"] > 0) == (alo["read_committed"]["duplicates"] > 0)
+
+
+def test_the_semantics_chart_is_a_real_picture(lab_run):
+    png = lab_run["dir"] / "figures" / "semantics_chart.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = matplotlib.image.imread(png)
+    assert pixels.shape[0] >= 800 and pixels.shape[1] >= 1000 and pixels.std() > 0.05
+
+
 def test_the_report_has_every_section(lab_run):
     text = (lab_run["dir"] / "kafka_metrics_report.txt").read_text()
     for section in report.SECTIONS:
@@ -130,9 +172,10 @@ def test_the_report_has_every_section(lab_run):
     assert "RESULT: all counts agree." in text
     assert "Lag readings" in text and "lag reached 0 at t=" in text
     assert "Replay after equals the counts read straight from the topics." in text
+    assert "exactly_once: 1 kill, no duplicate in read_committed, no stock drift" in text
     assert "Apache Kafka 4.3.1" in text and "client: kafka-python" in text
     html = (lab_run["dir"] / "report.html").read_text()
-    assert html.count('" src="data:image/png;base64,') >= 3     # load, lag and replay charts embedded
+    assert html.count('" src="data:image/png;base64,') >= 4     # load, lag, replay and semantics charts embedded
     assert "experiments.run_load" not in html                    # inputs hidden
     assert "kafka_metrics_report.txt" in html
 
@@ -140,6 +183,7 @@ def test_the_report_has_every_section(lab_run):
 def test_the_services_are_left_as_they_were(lab_run, stack):
     status = stack.status()
     assert status[INVENTORY]["instances"] == 1 and "THROTTLE_MS" not in status[INVENTORY]["overrides"]
+    assert "PROCESSING_GUARANTEE" not in status[INVENTORY]["overrides"]     # exactly-once, the default
     assert status[ANALYTICS]["running"] and "ANALYTICS_REBUILD" not in status[ANALYTICS]["overrides"]
 
 
