@@ -140,7 +140,15 @@ def _dispatch(command: str, rest: list[str], compose: bool = False) -> int:
         p.add_argument("overrides", nargs="*", metavar="VAR=VALUE")
         p.add_argument("--instances", type=int, default=1)
         args = p.parse_args(rest)
-        stack.restart(args.service, _kv(args.overrides), args.instances)
+        overrides = _kv(args.overrides)
+        if "PROCESSING_GUARANTEE" in overrides:
+            # A value inventory-consumer would refuse at start: refused here, before the running one stops.
+            from services.common.config import ConfigError, parse_guarantee
+            try:
+                parse_guarantee(str(overrides["PROCESSING_GUARANTEE"]))
+            except ConfigError as exc:
+                raise StackError(f"{args.service}: {exc}") from None
+        stack.restart(args.service, overrides, args.instances)
         return 0
     if command == "test":
         env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
