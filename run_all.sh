@@ -43,6 +43,14 @@ if [ "$(command_word "$@")" = test ]; then
   elif [ -n "${log:-}" ]; then
     printf '%s\n' "$log" | grep -v '^go: downloading' || true
   fi
+  # Debian's Chromium for the JupyterLab browser test (Playwright drives it; it downloads no
+  # browser): instant once installed. Where it cannot be installed that test skips, naming why.
+  if [ -z "${LAB_CHROMIUM_UNAVAILABLE:-}" ] && ! chromium_log=$(scripts/install-chromium.sh 2>&1); then
+    export LAB_CHROMIUM_UNAVAILABLE="scripts/install-chromium.sh failed: $(printf '%s\n' "$chromium_log" | tail -n 1)"
+    echo "[setup] the browser test will be skipped: $LAB_CHROMIUM_UNAVAILABLE" >&2
+  elif [ -n "${chromium_log:-}" ]; then
+    printf '%s\n' "$chromium_log"
+  fi
 fi
 
 exec "$VENV/bin/python" -m lab.cli "$@"
