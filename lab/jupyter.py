@@ -11,9 +11,34 @@ import signal
 import subprocess
 import sys
 
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+from tornado import web
+
 from lab import paths
 from lab.pipeline import KernelError, check_kernel, environment, kernel_environment, sigterm_as_interrupt
 from lab.stack import LabStack
+
+
+class KernelConnection(ZMQChannelsWebsocketConnection):
+    """jupyter_server's kernel websocket, without its 500 when a page leaves while its kernel still starts.
+
+    jupyter_server 2.21 waits for the kernel before it completes the websocket handshake. A page
+    that closes the request meanwhile (reloaded, its tab closed) makes the handler drop this
+    connection and then complete the handshake anyway: AttributeError "'NoneType' object has no
+    attribute 'kernel_ws_protocol'", logged as a 500 (jupyter_server#1265, unfixed in any release).
+    Here the wait ends instead with 499, the client closed the request, and a warning line.
+    """
+
+    _left = False
+
+    def disconnect(self):
+        self._left = True
+        super().disconnect()
+
+    async def prepare(self):
+        await super().prepare()
+        if self._left:
+            raise web.HTTPError(499, reason="Client Closed Request")
 
 
 def lab_command(port: int) -> list[str]:
@@ -21,7 +46,8 @@ def lab_command(port: int) -> list[str]:
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", f"--ServerApp.root_dir={paths.NOTEBOOKS_DIR}",
            # CurveZMQ between the server and its kernels, as in the pipeline.
-           "--KernelManager.transport_encryption=auto"]
+           "--KernelManager.transport_encryption=auto",
+           f"--ServerApp.kernel_websocket_connection_class={KernelConnection.__module__}.KernelConnection"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers often run as root; the server refuses it otherwise
     return cmd

@@ -196,3 +196,43 @@ def test_run_all_on_notebook_01_in_jupyterlab(stack, tmp_path):
     # What the run recorded went to the test's reports dir; the repository's notebook was not saved over.
     assert (tmp_path / "reports" / "results" / "01-load-10k.json").exists()
     assert notebook.read_bytes() == saved
+
+
+def test_a_page_leaving_while_its_kernel_starts_gets_no_500(tmp_path):
+    """jupyter_server#1265: a kernel websocket closed before the kernel is ready used to be logged as a 500."""
+    import base64
+    import socket
+
+    import requests
+
+    from lab.jupyter import lab_command
+
+    token, port = secrets.token_hex(16), free_port()
+    log_path = tmp_path / "jupyterlab.log"
+    env = {**os.environ, **jupyter_settings(tmp_path / "jupyter"), "JUPYTER_TOKEN": token,
+           "PYTHONPATH": str(paths.ROOT), "JUPYTER_PREFER_ENV_PATH": "1", "JUPYTER_PLATFORM_DIRS": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(lab_command(port), cwd=paths.NOTEBOOKS_DIR, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = wait_for_url(proc, log_path, time.monotonic() + START_TIMEOUT_S)
+        kernel = requests.post(f"{url}/api/kernels", params={"token": token}, json={"name": "python3"},
+                               timeout=60).json()["id"]
+        # A page opens the kernel's websocket and goes away at once: the kernel process is still starting.
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as s:
+            s.sendall((f"GET /api/kernels/{kernel}/channels?session_id=leaving&token={token} HTTP/1.1\r\n"
+                       f"Host: {url.removeprefix('http://')}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                       "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v1.kernel.websocket.jupyter.org\r\n"
+                       "\r\n").encode())
+        # The server notices once the kernel is ready; until then there is nothing to see.
+        deadline = time.monotonic() + 120
+        while "/channels?session_id=leaving" not in log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+        requests.delete(f"{url}/api/kernels/{kernel}", params={"token": token}, timeout=60)
+    finally:
+        stop(proc)
+    server_log = log_path.read_text(errors="replace")
+    assert not HTTP_500.search(server_log) and "kernel_ws_protocol" not in server_log, server_log[-5000:]
+    assert re.search(r"499 GET /api/kernels/\S+/channels\?session_id=leaving", server_log)
