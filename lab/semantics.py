@@ -250,7 +250,10 @@ def kill_run(stack: LabStack, watch: GroupWatch, mode: str, burst: int, kills: i
     for k in range(kills):
         # Each kill lands while the consumer processes: after it has committed since its (re)start.
         watch.wait(lambda c, lag: c > committed0 or lag == 0, RESUME_TIMEOUT_S, "progress after the restart")
-        time.sleep(kill_interval_s)
+        # Plus a random part of one batch: counted from a commit, a whole number of batches
+        # (2 s at 5 ms/event is ten 200 ms batches) lands every kill just after the next commit,
+        # where at-least-once has nothing in flight to redeliver.
+        time.sleep(kill_interval_s + random.uniform(0, cfg.commit_interval_ms / 1000))
         _, lag = watch.wait(lambda c, lag: True, 30, "an offsets reading")
         if lag == 0:
             log.info("%s: the stream ended before kill %d of %d", mode, k + 1, kills)
