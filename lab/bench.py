@@ -122,7 +122,8 @@ def raw_read_decode(cfg, ends: dict[TopicPartition, int], timeout_s: float = 600
     """A plain consumer reads every partition in ends from offset 0 and JSON-decodes each value."""
     t0 = time.perf_counter()
     c = KafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False,
-                      isolation_level="read_committed", client_id="bench-raw-read")
+                      isolation_level="read_committed", client_id="bench-raw-read",
+                      **cfg.connection.client_options())
     n = 0
     try:
         c.assign(list(ends))
@@ -157,7 +158,8 @@ def raw_consume_produce(cfg, ranges: dict[TopicPartition, tuple[int, int]], *, t
     tid = "bench-raw-eos" if transactional else None
     producer = kafka_clients.producer(cfg, transactional_id=tid, client_id="bench-raw-cp")
     consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=RAW_GROUP, enable_auto_commit=False,
-                             isolation_level="read_committed", client_id="bench-raw-cp", max_poll_records=500)
+                             isolation_level="read_committed", client_id="bench-raw-cp", max_poll_records=500,
+                             **cfg.connection.client_options())
     try:
         if transactional:
             producer.init_transactions()

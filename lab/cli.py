@@ -31,6 +31,8 @@ USAGE = """./run_all.sh [COMMAND] [options]
                       (needs Docker Engine with Compose v2; see the README)
   --brokers N         anywhere: the embedded stack as an N-node KRaft cluster (3: replication 3,
                       min ISR 2); later commands remember it until down --wipe
+  --secure            anywhere: the embedded brokers secured like a managed cluster (SASL_SSL,
+                      SCRAM-SHA-512, an ACL'd principal per service); remembered until down --wipe
 """
 
 
@@ -71,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         del argv[i:i + 2]
         # Kernels and services started from here see the same cluster (Stack.from_env).
         os.environ["LAB_BROKERS"] = str(n)
+    if "--secure" in argv:
+        argv.remove("--secure")
+        if compose:
+            print("error: --secure is for the embedded stack (the README says why not compose yet)", file=sys.stderr)
+            return 2
+        os.environ["LAB_SECURE"] = "1"
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
@@ -109,12 +117,16 @@ def _dispatch(command: str, rest: list[str], compose: bool = False) -> int:
                 extra = f" overrides={row['overrides']}" if row.get("overrides") else ""
                 if "under_replicated" in row:
                     extra += f" under-replicated partitions={row['under_replicated']}"
+                if "security" in row:
+                    extra += f" secured: {row['security']}"
                 pids = ",".join(map(str, row.get("containers", row["pids"]))) or "-"
                 print(f"{name:20} {state:8} pid={pids:14} {row['address'] or ''}{extra}")
                 for b in row.get("brokers", ()):
                     role = " (active controller)" if b["controller"] else ""
                     print(f"  {b['name']:18} {'running' if b['pid'] else 'stopped':8} pid={b['pid'] or '-':<14} "
                           f"{b['address']}{role}")
+                for principal, path in row.get("client_properties", {}).items():
+                    print(f"  {principal:18} --command-config {path}")
         return 0
     if command == "logs":
         p = argparse.ArgumentParser(prog="run_all.sh logs")

@@ -21,6 +21,7 @@ import yaml
 from lab import paths, topology
 from lab.stack import Stack, StackError
 from lab.topology import ANALYTICS, APP_SERVICES, INVENTORY, KAFKA, PRODUCER, SERVICES
+from services.common.config import masked
 
 COMPOSE_FILE = paths.ROOT / "docker-compose.yml"
 # An environment entry the host can set: `VAR: ${VAR:-default}` (same name on both sides).
@@ -284,7 +285,7 @@ class ComposeStack:
                           "--force-recreate", *(self._scale() if service == INVENTORY else []), service, capture=True)
         except StackError as exc:
             raise StackError(f"{exc}\n{self.unhealthy_report()}") from None
-        extra = " ".join(f"{k}={v}" for k, v in overrides.items())
+        extra = " ".join(f"{k}={v}" for k, v in masked(overrides).items())
         self.progress(f"[{service}] recreated{f' x{instances}' if instances > 1 else ''}"
                       f"{f' with {extra}' if extra else ''}")
 
@@ -332,7 +333,7 @@ class ComposeStack:
             else:
                 row["address"] = {PRODUCER: self.producer_url, ANALYTICS: self.analytics_url}.get(service)
                 row["instances"] = len(running)
-                row["overrides"] = settings[service]["overrides"]
+                row["overrides"] = masked(settings[service]["overrides"])
             out[service] = row
         return out
 

@@ -62,8 +62,31 @@ def stop(pid_file: Path, *, timeout: float = 30.0, sig: int = signal.SIGTERM) ->
             _reap(pid)
             time.sleep(0.05)
     _reap(pid, block=True)  # it is dead by now: this returns at once
+    # The leader gone is not the group gone: a gunicorn worker outlived its master by seconds and
+    # kept answering on the port, so a restart's health check asked the old process, not the new.
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.05)
+    if _group_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for _ in range(100):
+            if not _group_alive(pid):
+                break
+            time.sleep(0.02)
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def kill(pid_file: Path) -> bool:

@@ -14,8 +14,10 @@ from typing import Protocol, runtime_checkable
 
 import requests
 
-from lab import paths, processes, topology
+from lab import paths, processes, security, topology
 from lab.broker import EmbeddedBroker, EmbeddedCluster, node_ports
+from lab.security import SecureHome
+from services.common.config import masked
 from lab.topology import ANALYTICS, APP_SERVICES, INVENTORY, KAFKA, PRODUCER, SERVICES  # noqa: F401 (re-exported)
 
 
@@ -67,6 +69,8 @@ class Stack:
     # Embedded brokers: None means as many as this home's cluster was last started with (1 at first).
     brokers: int | None = None
     broker_ports: tuple = ()                 # (client, controller) per node; default node_ports()
+    # --secure: SASL_SSL, SCRAM users, ACLs per service. None means as this home was last started.
+    secure: bool | None = None
 
     @classmethod
     def from_env(cls, environ=None, **kw) -> "Stack":
@@ -80,6 +84,7 @@ class Stack:
             analytics_port=int(e.get("ANALYTICS_PORT", topology.HTTP_PORTS[ANALYTICS])),
             external_bootstrap=e.get("KAFKA_BOOTSTRAP") or None,
             brokers=int(e["LAB_BROKERS"]) if e.get("LAB_BROKERS") else None,
+            secure=True if e.get("LAB_SECURE") == "1" else None,
             **kw,
         )
 
@@ -87,20 +92,34 @@ class Stack:
     def _cluster_file(self) -> Path:
         return self.home / "run" / "kafka-cluster.json"
 
+    def _saved_shape(self) -> dict:
+        try:
+            return json.loads(self._cluster_file().read_text())
+        except FileNotFoundError:
+            return {}
+
     @property
     def broker_count(self) -> int:
         if self.brokers:
             return self.brokers
-        try:
-            return int(json.loads(self._cluster_file().read_text())["brokers"])
-        except FileNotFoundError:
-            return 1
+        return int(self._saved_shape().get("brokers", 1))
+
+    @property
+    def is_secure(self) -> bool:
+        """Whether the embedded brokers run secured (an external cluster's security is the environment's)."""
+        if self.external_bootstrap:
+            return False
+        return self.secure if self.secure is not None else bool(self._saved_shape().get("secure", False))
+
+    @property
+    def secure_home(self) -> SecureHome:
+        return SecureHome(self.home)
 
     @property
     def cluster(self) -> EmbeddedCluster:
         ports = self.broker_ports or tuple(node_ports(self.kafka_port, self.controller_port, i)
                                            for i in range(1, self.broker_count + 1))
-        return EmbeddedCluster(home=self.home, ports=tuple(ports))
+        return EmbeddedCluster(home=self.home, ports=tuple(ports), secure=self.is_secure)
 
     @property
     def broker(self) -> EmbeddedBroker:
@@ -120,10 +139,12 @@ class Stack:
         if self.external_bootstrap:
             return f"external cluster at {self.bootstrap}"
         n = self.broker_count
+        secured = f", secured ({security.describe()})" if self.is_secure else ""
         if n > 1:
             rf = self.cluster.replication
-            return f"embedded, KRaft, {n} brokers (replication {rf}, min ISR {2 if rf >= 3 else 1}) at {self.bootstrap}"
-        return f"embedded, KRaft, at {self.bootstrap}"
+            return (f"embedded, KRaft, {n} brokers (replication {rf}, min ISR {2 if rf >= 3 else 1}){secured} "
+                    f"at {self.bootstrap}")
+        return f"embedded, KRaft{secured}, at {self.bootstrap}"
 
     def child_environment(self) -> dict[str, str]:
         """What a child process (a notebook's kernel) needs for Stack.from_env to find this very stack.
@@ -139,6 +160,7 @@ class Stack:
             "ANALYTICS_PORT": str(self.analytics_port),
             "KAFKA_BOOTSTRAP": self.external_bootstrap or "",
             "LAB_BROKERS": str(self.broker_count) if not self.external_bootstrap else "",
+            "LAB_SECURE": "1" if self.is_secure else "",
         }
 
     @property
@@ -149,10 +171,13 @@ class Stack:
     def analytics_url(self) -> str:
         return f"http://127.0.0.1:{self.analytics_port}"
 
-    def service_config(self):
-        """A services Config pointing at this stack (for notebooks and tests that talk to Kafka)."""
+    def service_config(self, principal: str = security.ADMIN):
+        """A services Config pointing at this stack (for notebooks and tests that talk to Kafka).
+
+        On a secured stack it logs in as principal: the lab's tooling is the admin.
+        """
         from services.common.config import Config
-        return Config.from_env({**os.environ, **self._service_env()})
+        return Config.from_env({**os.environ, **self._service_env(principal=principal)})
 
     # -- files -----------------------------------------------------------------------------
     def _pid_file(self, service: str, i: int = 0) -> Path:
@@ -186,10 +211,15 @@ class Stack:
         else:
             if self.brokers:
                 self._check_size(self.brokers)
+            if self.secure is not None:
+                self._check_security(self.secure)
+            if self.brokers or self.secure is not None:
                 self._cluster_file().parent.mkdir(parents=True, exist_ok=True)
-                self._cluster_file().write_text(json.dumps({"brokers": self.brokers}))
+                self._cluster_file().write_text(json.dumps({"brokers": self.broker_count, "secure": self.is_secure}))
             self.cluster.start(progress=self.progress)
         self.ensure_topics()
+        if self.is_secure:
+            self.apply_acls()
         for service in APP_SERVICES:
             s = self._settings(service)
             self._start(service, s["overrides"], s["instances"])
@@ -203,20 +233,36 @@ class Stack:
         try:
             admin = kafka_clients.admin(cfg)
         except KafkaError as exc:
-            raise StackError(unreachable(cfg.bootstrap, exc)) from None
+            raise StackError(explain(exc, cfg)) from None
         try:
             created = ensure_topics(admin, replication_factor=cfg.topic_replication_factor)
+        except KafkaError as exc:
+            raise StackError(explain(exc, cfg)) from None
         finally:
             admin.close()
         if created:
             self.progress(f"[kafka] created topics {', '.join(created)}")
 
-    def _service_env(self, overrides: dict | None = None) -> dict:
+    def apply_acls(self) -> None:
+        """Give each service's principal its ACLs (idempotent), and say where the client settings are."""
+        from services.common import kafka_clients
+        admin = kafka_clients.admin(self.service_config())
+        try:
+            n = security.apply_acls(admin, security.service_acls())
+        finally:
+            admin.close()
+        self.progress(f"[kafka] secured: SASL_SSL with {security.MECHANISM}, {n} ACLs for "
+                      f"{', '.join(security.PRINCIPALS[1:])}; client settings in {self.secure_home.dir}/<principal>.properties")
+
+    def _service_env(self, overrides: dict | None = None, principal: str = security.ADMIN) -> dict:
         # The lab's topics get as many replicas as the embedded cluster gives its internal ones.
         replication = {} if self.external_bootstrap or self.broker_count == 1 else \
             {"TOPIC_REPLICATION_FACTOR": str(self.cluster.replication)}
+        # A secured stack: each service logs in as itself, the lab's tooling as the admin.
+        credentials = self.secure_home.client_env(principal) if self.is_secure else {}
         return {
             **replication,
+            **credentials,
             "KAFKA_BOOTSTRAP": self.bootstrap,
             "PRODUCER_PORT": str(self.producer_port),
             "ANALYTICS_PORT": str(self.analytics_port),
@@ -238,14 +284,17 @@ class Stack:
         if running:
             return
         self._settings_file(service).parent.mkdir(parents=True, exist_ok=True)
-        self._settings_file(service).write_text(json.dumps({"overrides": overrides, "instances": instances}))
+        # 0600: an override may be a password (KAFKA_SASL_PASSWORD), kept for the next start.
+        fd = os.open(self._settings_file(service), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"overrides": overrides, "instances": instances}, f)
         env = {**os.environ, "PYTHONPATH": str(paths.ROOT), "PYTHONUNBUFFERED": "1",
-               **self._service_env(overrides)}
+               **self._service_env(overrides, principal=service)}
         for i in range(instances):
             processes.start(self._command(service), pid_file=self._pid_file(service, i),
                             log_file=self.log_file(service, i), env={**env, "INSTANCE_ID": str(i)},
                             cwd=paths.ROOT)
-        extra = " ".join(f"{k}={v}" for k, v in overrides.items())
+        extra = " ".join(f"{k}={v}" for k, v in masked(overrides).items())
         self.progress(f"[{service}] started{f' x{instances}' if instances > 1 else ''}{f' with {extra}' if extra else ''}")
 
     def _stop_service(self, service: str) -> None:
@@ -261,8 +310,15 @@ class Stack:
                     raise StackError(f"{service} exited at start. Last lines of {self.log_file(service)}:\n"
                                      + processes.tail(self.log_file(service)))
                 try:
-                    if requests.get(url + "/healthz", timeout=1).ok:
+                    r = requests.get(url + "/healthz", timeout=1)
+                    # Healthy once it answers and has tried its way into Kafka (a refusal is a 503 below).
+                    if r.ok and r.json().get("kafka") != "checking":
                         break
+                    # A refused connection (TLS, login) does not heal by waiting: say it now.
+                    if r.status_code == 503 and r.headers.get("content-type", "").startswith("application/json"):
+                        error = r.json().get("error")
+                        if error:
+                            raise StackError(f"{service}: {error}")
                 except requests.RequestException:
                     pass
                 if time.monotonic() > deadline:
@@ -362,6 +418,14 @@ class Stack:
             raise StackError(f"{self.home} holds the data of a {saved}-broker stack, not {wanted}: "
                              f"./run_all.sh down --wipe first (or give this one another LAB_HOME)")
 
+    def _check_security(self, wanted: bool) -> None:
+        """Refuse to secure data formatted without SCRAM users (or to open up a secured one): wipe first."""
+        formatted = any((n.data_dir / "meta.properties").exists() for n in self.cluster.nodes)
+        was = bool(self._saved_shape().get("secure", False))
+        if formatted and was != wanted:
+            raise StackError(f"{self.home} holds the data of {'a secured' if was else 'an unsecured'} stack: "
+                             f"./run_all.sh down --wipe first (or give this one another LAB_HOME)")
+
     def _node(self, name: str) -> EmbeddedBroker:
         n = node_of(name)
         if not n or n > self.broker_count:
@@ -373,7 +437,7 @@ class Stack:
         """Start one instance again after a kill, with the service's current overrides."""
         s = self._settings(service)
         env = {**os.environ, "PYTHONPATH": str(paths.ROOT), "PYTHONUNBUFFERED": "1",
-               **self._service_env(s["overrides"]), "INSTANCE_ID": str(instance)}
+               **self._service_env(s["overrides"], principal=service), "INSTANCE_ID": str(instance)}
         processes.start(self._command(service), pid_file=self._pid_file(service, instance),
                         log_file=self.log_file(service, instance), env=env, cwd=paths.ROOT)
 
@@ -391,11 +455,14 @@ class Stack:
                 elif self.broker_count > 1:
                     row["brokers"] = self.broker_rows()
                     row["under_replicated"] = self.under_replicated() if pids else None
+                if self.is_secure:
+                    row["security"] = security.describe()
+                    row["client_properties"] = {p: str(self.secure_home.properties_file(p)) for p in security.PRINCIPALS}
             else:
                 s = self._settings(service)
                 row["address"] = {PRODUCER: self.producer_url, ANALYTICS: self.analytics_url}.get(service)
                 row["instances"] = s["instances"] if pids else 0
-                row["overrides"] = s["overrides"]
+                row["overrides"] = masked(s["overrides"])
             out[service] = row
         return out
 
@@ -406,7 +473,7 @@ def node_of(service: str) -> int | None:
     return int(number) if name == KAFKA and number.isdigit() else None
 
 
-def unreachable(bootstrap: str, exc: Exception) -> str:
-    """One line for a cluster that does not answer: the address, what was seen, what to check."""
-    return (f"cannot reach Kafka at {bootstrap} ({exc.__class__.__name__}): check KAFKA_BOOTSTRAP's hosts and "
-            "ports, that the brokers run and that nothing blocks the way to them")
+def explain(exc: Exception, cfg) -> str:
+    """One line for a Kafka failure at up: unreachable, TLS, login or ACL, with the address and the fix."""
+    from services.common.kafka_access import explain as kafka_explain
+    return kafka_explain(exc, cfg)

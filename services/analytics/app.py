@@ -13,7 +13,9 @@ from services.analytics.replay import Replayer, ReplayBusy
 from services.common import kafka_clients, lag
 from services.common.config import Config
 from services.common.http import ApiError, init_app
+from services.common.kafka_access import AccessCheck, explain
 from services.common.prometheus import export_analytics
+from services.common.runtime import configure_logging
 from services.common.topics import ORDER_EVENTS
 from services.inventory.worker import GROUP as INVENTORY_GROUP
 
@@ -80,17 +82,17 @@ def post_replay():
     except ReplayBusy as exc:
         raise ApiError(409, str(exc)) from None
     except KafkaError as exc:
-        raise ApiError(503, f"Kafka unavailable: {exc.__class__.__name__}") from None
+        raise ApiError(503, f"Kafka unavailable: {explain(exc, live.cfg)}") from None
     return jsonify(result)
 
 
 def create_app(config: Config | None = None, start_consumer: bool = True) -> Flask:
     """The analytics-consumer app; its consumer thread starts here (one gunicorn worker owns it)."""
     cfg = config or Config.from_env()
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    configure_logging(cfg)
     app = Flask(__name__)
-    registry = init_app(app, cfg, "analytics-consumer")
+    access = AccessCheck(cfg, "analytics-consumer").start() if start_consumer else None
+    registry = init_app(app, cfg, "analytics-consumer", access)
     live = LiveMetrics(cfg)
     app.extensions["live_metrics"] = live.start() if start_consumer else live
     if start_consumer:

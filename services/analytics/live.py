@@ -12,6 +12,7 @@ from kafka.structs import OffsetAndMetadata
 
 from services.common import events, kafka_clients
 from services.common.config import Config
+from services.common.kafka_access import explain
 from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, ORDER_EVENTS
 from services.common.watchdog import StallWatch, group_lists
 from services.analytics.metrics import MetricsState, fold_record, snapshot
@@ -64,6 +65,14 @@ class LiveMetrics:
             try:
                 self._consume()
                 return
+            except KafkaError as exc:
+                # A fault of the cluster or of the connection (down, TLS, login, ACL): one line,
+                # logged when it changes, not a traceback every 2 s.
+                message = explain(exc, self.cfg)
+                if message != self.error:
+                    log.warning("analytics consumer: %s; retrying every 2s", message)
+                self.error = message
+                self.stop_event.wait(2)
             except Exception as exc:  # noqa: BLE001 - logged, then retried after a pause
                 self.error = f"{exc.__class__.__name__}: {exc}"
                 log.exception("analytics consumer failed; retrying in 2s")

@@ -15,6 +15,8 @@ from services.common import kafka_clients
 from services.common.config import Config
 
 log = logging.getLogger(__name__)
+# Every replay's disposable group starts so (a secured cluster grants analytics this prefix).
+REPLAY_GROUP_PREFIX = "analytics-replay-"
 
 
 class ReplayBusy(RuntimeError):
@@ -36,7 +38,7 @@ class Replayer:
             self._lock.release()
 
     def _replay(self, before: dict) -> dict:
-        group_id = f"analytics-replay-{uuid.uuid4().hex[:12]}"
+        group_id = f"{REPLAY_GROUP_PREFIX}{uuid.uuid4().hex[:12]}"
         t0 = time.perf_counter()
         consumer = kafka_clients.consumer(self.cfg, group_id=group_id, client_id=group_id,
                                           max_poll_records=5000)

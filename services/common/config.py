@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 
 # Every environment variable the services read, with its default. The compose file,
@@ -37,11 +37,131 @@ ENV_DEFAULTS: dict[str, str] = {
     # inventory-consumer's delivery guarantee (the names of Kafka Streams' processing.guarantee):
     # exactly_once (transactions) or at_least_once (commit after the outputs are acknowledged).
     "PROCESSING_GUARANTEE": "exactly_once",
+    # How the clients connect: the names the Kafka clients use (security.protocol, sasl.mechanism,
+    # ...). A managed cluster wants SASL_SSL with SCRAM or PLAIN; ./run_all.sh up --secure sets
+    # them per service. An empty CA file means the system's trust store.
+    "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    "KAFKA_SASL_MECHANISM": "",
+    "KAFKA_SASL_USERNAME": "",
+    "KAFKA_SASL_PASSWORD": "",
+    "KAFKA_SSL_CAFILE": "",
+    # mTLS: the client's certificate and its private key (PEM), when the cluster asks for one.
+    "KAFKA_SSL_CERTFILE": "",
+    "KAFKA_SSL_KEYFILE": "",
 }
+
+# Variables whose values never show: not in status, progress lines, logs or reports.
+SECRET_VARS = frozenset({"KAFKA_SASL_PASSWORD", "LAB_API_TOKEN"})
+
+
+def masked(env: dict) -> dict:
+    """env with every secret's value replaced by ***, for anything a person or a log may see."""
+    return {k: ("***" if k in SECRET_VARS and v else v) for k, v in env.items()}
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class ConfigError(ValueError):
     """A setting that cannot work; the message is one line naming the variable."""
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Secret:
+    """A password that never shows: repr and str mask it, so logs, tracebacks and status cannot leak it."""
+    _value: str = field(default="")
+
+    def reveal(self) -> str:
+        """The password itself, for the one place that sends it to the broker."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """How every client of this process authenticates to and encrypts its way to the cluster."""
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: Secret = Secret()
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+
+    @classmethod
+    def from_env(cls, raw: dict[str, str]) -> "ConnectionConfig":
+        conn = cls(
+            security_protocol=raw["KAFKA_SECURITY_PROTOCOL"].strip().upper() or "PLAINTEXT",
+            sasl_mechanism=raw["KAFKA_SASL_MECHANISM"].strip().upper(),
+            sasl_username=raw["KAFKA_SASL_USERNAME"],
+            sasl_password=Secret(raw["KAFKA_SASL_PASSWORD"]),
+            ssl_cafile=raw["KAFKA_SSL_CAFILE"],
+            ssl_certfile=raw["KAFKA_SSL_CERTFILE"],
+            ssl_keyfile=raw["KAFKA_SSL_KEYFILE"],
+        )
+        conn.validate()
+        return conn
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def validate(self) -> None:
+        """Refuse, in one line, a combination no broker would accept (before any connection is tried)."""
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: use one of {', '.join(SECURITY_PROTOCOLS)}")
+        if self.uses_sasl:
+            mechanism = self.sasl_mechanism or "PLAIN"
+            if mechanism not in SASL_MECHANISMS:
+                raise ConfigError(f"KAFKA_SASL_MECHANISM={mechanism!r}: use one of {', '.join(SASL_MECHANISMS)}")
+            if not self.sasl_username or not self.sasl_password:
+                raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_USERNAME "
+                                  "and KAFKA_SASL_PASSWORD")
+        for var, path in (("KAFKA_SSL_CAFILE", self.ssl_cafile), ("KAFKA_SSL_CERTFILE", self.ssl_certfile),
+                          ("KAFKA_SSL_KEYFILE", self.ssl_keyfile)):
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{var}={path}: no such file")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("mTLS needs both KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE")
+
+    def client_options(self) -> dict:
+        """kafka-python's keyword arguments for these settings (nothing extra for PLAINTEXT)."""
+        opts: dict = {}
+        if self.security_protocol != "PLAINTEXT":
+            opts["security_protocol"] = self.security_protocol
+        if self.uses_sasl:
+            opts.update(sasl_mechanism=self.sasl_mechanism or "PLAIN", sasl_plain_username=self.sasl_username,
+                        sasl_plain_password=self.sasl_password.reveal())
+        if self.uses_tls:
+            if self.ssl_cafile:
+                opts["ssl_cafile"] = self.ssl_cafile
+            if self.ssl_certfile:
+                opts.update(ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
+        return opts
+
+    def describe(self) -> str:
+        """What status and the report may show: the protocol, mechanism and user, never the password."""
+        if not self.uses_sasl:
+            return self.security_protocol
+        return f"{self.security_protocol} {self.sasl_mechanism or 'PLAIN'} as {self.sasl_username}"
 
 
 EXACTLY_ONCE = "exactly_once"
@@ -81,6 +201,7 @@ class Config:
     log_level: str
     topic_replication_factor: int
     processing_guarantee: str
+    connection: ConnectionConfig = ConnectionConfig()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Config":
@@ -106,6 +227,7 @@ class Config:
             log_level=raw["LOG_LEVEL"],
             topic_replication_factor=int(raw["TOPIC_REPLICATION_FACTOR"]),
             processing_guarantee=parse_guarantee(raw["PROCESSING_GUARANTEE"]),
+            connection=ConnectionConfig.from_env(raw),
         )
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:

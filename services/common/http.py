@@ -37,8 +37,11 @@ def json_body() -> dict:
     return doc
 
 
-def init_app(app: Flask, cfg: Config, service: str) -> CollectorRegistry:
-    """Wire errors, limits, auth, health and metrics into app; return its Prometheus registry."""
+def init_app(app: Flask, cfg: Config, service: str, access=None) -> CollectorRegistry:
+    """Wire errors, limits, auth, health and metrics into app; return its Prometheus registry.
+
+    access: the service's AccessCheck (services/common/kafka_access.py); /healthz reports its refusal.
+    """
     # Bodies over the limit are refused by werkzeug with 413 before we read them.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False
@@ -92,7 +95,14 @@ def init_app(app: Flask, cfg: Config, service: str) -> CollectorRegistry:
 
     @app.get("/healthz")
     def healthz():
-        return jsonify({"status": "ok", "service": service})
+        # A refused connection (TLS, login) will not heal by itself: say so, in its one line. An
+        # unreachable broker is not a fault of this service: it stays "ok" and answers 503s per request.
+        if access is not None and access.problem:
+            return jsonify({"status": "error", "service": service, "error": access.problem}), 503
+        body = {"status": "ok", "service": service}
+        if access is not None:
+            body["kafka"] = access.state   # checking until the first connection attempt has an answer
+        return jsonify(body)
 
     @app.get(PROMETHEUS_PATH)
     def prometheus():

@@ -54,6 +54,7 @@ def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str
         # kafka-python's client-side metrics cost ~10% of producer-order's CPU at POST /order
         # (Sensor.record per produce request); nothing reads them.
         metrics_enabled=False,
+        **cfg.connection.client_options(),
     )
     if transactional_id:
         opts["transactional_id"] = transactional_id
@@ -100,6 +101,7 @@ def consumer(cfg: Config, *, group_id: str | None, client_id: str = "lab", **ext
         # As for producers: nothing reads kafka-python's client metrics, and recording them
         # is a few % of analytics' CPU (Sensor.record in every fetch, py-spy).
         metrics_enabled=False,
+        **cfg.connection.client_options(),
     )
     opts.update(extra)
     return build_client(KafkaConsumer, **opts)
@@ -107,8 +109,8 @@ def consumer(cfg: Config, *, group_id: str | None, client_id: str = "lab", **ext
 
 def admin(cfg: Config, *, client_id: str = "lab-admin") -> KafkaAdminClient:
     return build_client(KafkaAdminClient, bootstrap_servers=cfg.bootstrap, client_id=client_id,
-                  request_timeout_ms=cfg.kafka_timeout_ms * 2,
-                  bootstrap_timeout_ms=cfg.kafka_timeout_ms * 2)
+                        request_timeout_ms=cfg.kafka_timeout_ms * 2,
+                        bootstrap_timeout_ms=cfg.kafka_timeout_ms * 2, **cfg.connection.client_options())
 
 
 def end_offsets(consumer, tps, attempts: int = 10, timeout_ms: int | None = 30000) -> dict:

@@ -1,12 +1,11 @@
 """python -m services.inventory: run one inventory-consumer instance until SIGTERM."""
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 
 from services.common.config import Config, ConfigError
-from services.common.runtime import freeze_startup_heap
+from services.common.runtime import configure_logging, freeze_startup_heap
 from services.inventory.worker import InventoryWorker
 
 
@@ -16,8 +15,7 @@ def main() -> None:
     except ConfigError as exc:
         # A setting that cannot work (PROCESSING_GUARANTEE=twice): one line, not a traceback.
         sys.exit(f"inventory-consumer: {exc}")
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    configure_logging(cfg)
     worker = InventoryWorker(cfg)
     freeze_startup_heap()
     # SIGTERM finishes the current transaction, then leaves the group cleanly.

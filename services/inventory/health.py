@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import sys
 
+from kafka.errors import KafkaError
+
 from services.common import kafka_clients
 from services.common.config import Config
+from services.common.kafka_access import explain
 from services.inventory.worker import GROUP, InventoryWorker
 
 
@@ -21,7 +24,11 @@ def member_client_ids(admin, group: str = GROUP) -> set[str]:
 def main(environ=None) -> int:
     cfg = Config.from_env(environ)
     client_id = InventoryWorker(cfg).transactional_id  # the worker's consumer uses it as client_id
-    admin = kafka_clients.admin(cfg, client_id=f"{client_id}-health")
+    try:
+        admin = kafka_clients.admin(cfg, client_id=f"{client_id}-health")
+    except KafkaError as exc:
+        print(f"{client_id}: {explain(exc, cfg)}", file=sys.stderr)
+        return 1
     try:
         members = member_client_ids(admin)
     finally:

@@ -30,12 +30,15 @@ from kafka.structs import OffsetAndMetadata
 from services.common import events, kafka_clients, transactions
 from services.common.config import EXACTLY_ONCE, Config
 from services.common.events import DecodeError
+from services.common.kafka_access import explain
 from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, INVENTORY_STATE, ORDER_EVENTS
 from services.common.watchdog import StallWatch, group_lists
 from services.inventory.stock import inventory_event, reserve, stock_from_events, stock_snapshot
 
 log = logging.getLogger(__name__)
 GROUP = "inventory-grp"
+# transactional_id = prefix + INSTANCE_ID (a secured cluster grants inventory this prefix).
+TRANSACTIONAL_ID_PREFIX = "inventory-consumer-"
 # Records per transaction when unthrottled: from MIN_BATCH, grown while there is a backlog.
 MIN_BATCH = 500
 MAX_BATCH = 5000
@@ -95,7 +98,7 @@ class InventoryWorker:
         self.unbuilt: set[TopicPartition] = set()
         self.processed = 0
         self.dead_letters = 0
-        self.transactional_id = f"inventory-consumer-{cfg.instance_id}"
+        self.transactional_id = f"{TRANSACTIONAL_ID_PREFIX}{cfg.instance_id}"
         self.transactional = cfg.processing_guarantee == EXACTLY_ONCE
         # A transaction spans at most COMMIT_INTERVAL_MS of work, so lag moves smoothly
         # even when THROTTLE_MS slows every event down. Unthrottled, the batch adapts (see
@@ -111,13 +114,17 @@ class InventoryWorker:
 
     def run(self) -> None:
         """Process until stop_event; after any failure, start over with fresh clients."""
+        last = None
         while not self.stop_event.is_set():
             try:
                 self.run_once()
             except (TransactionStuck, KafkaError) as exc:
-                # A fault of the cluster (a broker gone, a coordinator moving): one line, not a traceback.
-                log.warning("inventory-consumer: %s: %s; starting over with fresh clients in 2s",
-                            exc.__class__.__name__, exc)
+                # A fault of the cluster (a broker gone, a coordinator moving) or of the connection
+                # (TLS, login, an ACL): one line, not a traceback, and not again while it stays the same.
+                message = explain(exc, self.cfg) if isinstance(exc, KafkaError) else f"{exc.__class__.__name__}: {exc}"
+                (log.warning if message != last else log.debug)(
+                    "inventory-consumer: %s; starting over with fresh clients in 2s", message)
+                last = message
                 self.stop_event.wait(2)
             except Exception:  # noqa: BLE001 - logged; a new incarnation recovers from Kafka's state
                 log.exception("inventory-consumer failed; starting over in 2s")

@@ -13,7 +13,9 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from services.common import events, kafka_clients
 from services.common.config import Config
 from services.common.http import ApiError, init_app, json_body
+from services.common.kafka_access import AccessCheck, explain
 from services.common.prometheus import export_producer
+from services.common.runtime import configure_logging
 from services.common.topics import ORDER_EVENTS
 from services.producer.stats import ProducerStats
 
@@ -52,7 +54,7 @@ class OrderSender:
                         self._producer = kafka_clients.producer(self.cfg, client_id="producer-order",
                                                                 linger_ms=ORDER_LINGER_MS)
                     except KafkaError as exc:
-                        raise ApiError(503, f"Kafka unavailable: {exc.__class__.__name__}") from None
+                        raise ApiError(503, f"Kafka unavailable: {explain(exc, self.cfg)}") from None
         return self._producer
 
     def send_batch(self, orders, *, with_offsets: bool = False) -> dict:
@@ -132,7 +134,7 @@ class OrderSender:
             else:
                 failed += 1
                 if first_error is None and fut.is_done:
-                    first_error = f"Kafka error: {fut.exception!r}"
+                    first_error = f"Kafka error: {explain(fut.exception, self.cfg)}"
         self.stats.record_acks(partitions, latencies, errors=failed)
         if failed or first_error:
             self.reset()
@@ -218,10 +220,11 @@ def get_stats():
 def create_app(config: Config | None = None, producer=None) -> Flask:
     """The producer-order app; pass a Config and/or a KafkaProducer, or both come from the environment."""
     cfg = config or Config.from_env()
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    configure_logging(cfg)
     app = Flask(__name__)
-    registry = init_app(app, cfg, "producer-order")
+    # Only a service that builds its own producer checks its way in (a test may pass one).
+    access = AccessCheck(cfg, "producer-order").start() if producer is None else None
+    registry = init_app(app, cfg, "producer-order", access)
     app.extensions["order_sender"] = OrderSender(cfg, producer)
     export_producer(registry, app.extensions["order_sender"].stats)
     app.register_blueprint(bp)
