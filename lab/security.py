@@ -21,6 +21,7 @@ import ipaddress
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,10 +255,10 @@ def _san(host: str):
         return x509.DNSName(host)
 
 
-def apply_acls(admin, grants) -> int:
-    """Create the grants (ALLOW, any host); Kafka keeps one copy of a binding that exists already."""
-    from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern,
-                             ResourceType)
+def apply_acls(admin, grants, timeout_s: float = 30.0) -> int:
+    """Create the grants (ALLOW, any host) and wait until the broker enforces them; Kafka keeps one copy of each."""
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern,
+                             ResourcePatternFilter, ResourceType)
     acls = [ACL(principal=f"User:{g.principal}", host="*", operation=ACLOperation[g.operation],
                 permission_type=ACLPermissionType.ALLOW,
                 resource_pattern=ResourcePattern(ResourceType[g.resource], g.name,
@@ -268,4 +269,16 @@ def apply_acls(admin, grants) -> int:
     if failed:
         acl, err = failed[0]
         raise RuntimeError(f"could not create ACL {acl}: {err}")
+    # The controller has them once create_acls answers; a broker's authorizer a moment later. A
+    # service that asked for its topics' metadata in between was told "not authorised", and
+    # kafka-python kept that answer: its first group assignment came out empty and the consumer
+    # idled until its watchdog restarted it 20 s later (seen at every first start of --secure).
+    everything = ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
+                           permission_type=ACLPermissionType.ANY,
+                           resource_pattern=ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+    deadline = time.monotonic() + timeout_s
+    while len(admin.describe_acls(everything)[0]) < len(acls):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker did not show its {len(acls)} ACLs within {timeout_s:.0f}s")
+        time.sleep(0.1)
     return len(acls)
