@@ -245,10 +245,19 @@ class Stack:
 
     def apply_acls(self) -> None:
         """Give each service's principal its ACLs (idempotent), and say where the client settings are."""
+        from kafka.errors import KafkaError
         from services.common import kafka_clients
-        admin = kafka_clients.admin(self.service_config())
+        cfg = self.service_config()
+        try:
+            admin = kafka_clients.admin(cfg)
+        except KafkaError as exc:
+            raise StackError(explain(exc, cfg)) from None
         try:
             n = security.apply_acls(admin, security.service_acls())
+        except KafkaError as exc:
+            raise StackError(f"could not set the services' ACLs: {explain(exc, cfg)}") from None
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from None
         finally:
             admin.close()
         self.progress(f"[kafka] secured: SASL_SSL with {security.MECHANISM}, {n} ACLs for "
