@@ -136,16 +136,21 @@ def run_notebook_in_the_browser(executable: str, url: str, token: str, shots) ->
                                           has_text="InventoryEvents read back (distinct orders)")
             reconciliation.scroll_into_view_if_needed()
             page.screenshot(path=str(shots / "01-load-10k-reconciliation.png"))
+            # textContent, not innerText: JupyterLab skips rendering cells out of view, and innerText
+            # of a skipped element is empty.
+            def texts(selector: str) -> list[str]:
+                return [e.text_content() or "" for e in page.locator(selector).all()]
+
             return {
                 "typed": typed,
-                "dialogs": [e.inner_text() for e in page.locator(".jp-Dialog").all()],
-                "stderr": [e.inner_text() for e in
-                           page.locator('[data-mime-type="application/vnd.jupyter.stderr"]').all()],
-                "stdout": "\n".join(e.inner_text() for e in
-                                    page.locator('[data-mime-type="application/vnd.jupyter.stdout"]').all()),
-                "prompts": [e.inner_text().strip() for e in page.locator(".jp-CodeCell .jp-InputPrompt").all()],
-                "reconciliation": reconciliation.inner_text() if reconciliation.count() else None,
-                "load_table": page.locator(".jp-RenderedHTMLCommon table", has_text="partition 0").first.inner_text(),
+                "dialogs": texts(".jp-Dialog"),
+                "stderr": texts('[data-mime-type="application/vnd.jupyter.stderr"]'),
+                "stdout": "\n".join(texts('[data-mime-type="application/vnd.jupyter.stdout"]')),
+                "prompts": [t.strip() for t in texts(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt")],
+                "reconciliation": reconciliation.first.evaluate(
+                    "t => [...t.querySelectorAll('tbody tr')].map(r => [...r.children].map(c => c.textContent.trim()))")
+                if reconciliation.count() else None,
+                "load_table": page.locator(".jp-RenderedHTMLCommon table", has_text="partition 0").first.text_content(),
                 "charts": chart.count(),
                 "chart_size": chart.first.evaluate("img => [img.naturalWidth, img.naturalHeight]") if chart.count() else None,
             }
@@ -183,9 +188,9 @@ def test_run_all_on_notebook_01_in_jupyterlab(stack, tmp_path):
     assert "load batch 1/4: 10 of 10 events acknowledged" in page["stdout"]
     # The reconciliation table: the four counts, all 40, all matching.
     assert page["reconciliation"] is not None
-    rows = [line.split("\t") for line in page["reconciliation"].splitlines() if "\t" in line]
-    counts = {r[0].strip(): (r[1].strip(), r[2].strip()) for r in rows if len(r) >= 3 and r[1].strip().isdigit()}
+    counts = {name: (value, matches) for name, value, matches in page["reconciliation"]}
     assert len(counts) == 4 and set(counts.values()) == {("40", "yes")}, page["reconciliation"]
+    assert "InventoryEvents read back (distinct orders)" in counts
     assert "total" in page["load_table"]
     # The load chart, as a picture in the page.
     assert page["charts"] == 1
