@@ -40,6 +40,8 @@ def phase_caption(ph: dict, lag: dict) -> list[str]:
         if ph.get("expected_events_per_s"):
             # The throttle's model beside the measurement: how much of the possible rate was reached.
             lines.append(f"{ph['measured_vs_expected']:.0%} of the model's {ph['expected_events_per_s']:,.0f}/s")
+        if ph.get("lag_end") and ph.get("drained_in_s_at_this_rate") is not None:
+            lines.append(f"{ph['lag_end']:,} left: drained in {ph['drained_in_s_at_this_rate']:,.0f}s at this rate")
     if ph.get("status"):
         st = ph["status"]
         culprits = [f"p{p}" for p, v in st["partitions"].items() if v["status"] == st["status"]]

@@ -30,7 +30,8 @@ def test_phase_captions_name_the_stuck_partitions_and_the_catch_up():
     lag = lag_result()
     p1, _, p3 = lag["phases"]
     assert plots.phase_caption(p1, lag) == ["phase 1", "1 consumer, 100 ms/event", "drains 10.0 events/s",
-                                            "100% of the model's 10/s", "status: STALL (p0, p1 stuck)"]
+                                            "100% of the model's 10/s", "260 left: drained in 26s at this rate",
+                                            "status: STALL (p0, p1 stuck)"]
     assert plots.phase_caption(p3, lag)[2] == "caught up 2s after restart"
     assert plots.phase_caption({**p3, "lag_start": 0}, lag)[2] == "lag already 0"
 
