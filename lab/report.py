@@ -141,8 +141,10 @@ def model_lines(lag: dict) -> str:
             line += (f", {p['measured_vs_expected']:.0%} of the model's {p['expected_events_per_s']:,.1f}/s "
                      f"({p['consumers_at_work']} x 1000 / {p['throttle_ms']} ms)")
             if (p.get("extra_ms_per_event") or 0) > 0:
-                line += (f"; the rest went to {p['extra_ms_per_event']:.1f} ms per event beyond the sleep "
-                         f"(decode, produce, the transaction commits)")
+                # Per working consumer, as if the partitions shared the work evenly.
+                line += (f"; the rest: {p['extra_ms_per_event']:.1f} ms per event and consumer beyond the sleep, "
+                         f"the work around it (decode, produce, the transaction commits) and any wait "
+                         f"(for the CPU, for a partition's turn, a rebalance)")
         else:
             line += " (unthrottled: no model, the machine sets the rate)"
         drained = p.get("drained_in_s_at_this_rate")

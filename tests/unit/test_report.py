@@ -141,3 +141,15 @@ def test_record_and_load_round_trip(tmp_path, name):
     results.clear(tmp_path)
     assert results.load(name, tmp_path) is None
 
+
+
+def test_the_lag_section_puts_each_phase_beside_the_model():
+    lag = lag_result()
+    # One consumer at 100 ms/event that managed 9.2 events/s: 92% of the model, 8.7 ms per event more.
+    lag["phases"][0].update(active_events_per_s=9.2, measured_vs_expected=0.92, extra_ms_per_event=8.7,
+                            drained_in_s_at_this_rate=28.3)
+    text = report.lag_section(lag)
+    assert ("phase 1 (1 consumer, 100 ms/event): drained 9.2 events/s after its start, 92% of the model's "
+            "10.0/s (1 x 1000 / 100 ms); the rest: 8.7 ms per event and consumer beyond the sleep") in text
+    assert "its end lag of 260 would drain in 28.3 s at this rate" in text
+    assert "phase 3 (1 consumer, unthrottled): drained 140.0 events/s after its start (unthrottled: no model" in text
