@@ -270,13 +270,19 @@ def kill_run(stack: LabStack, watch: GroupWatch, mode: str, burst: int, kills: i
         if lag == 0:
             log.info("%s: the stream ended before kill %d of %d", mode, k + 1, kills)
             break
-        if not stack.kill(INVENTORY):
+        crash_restarts = getattr(stack, "kind", "") == "compose"
+        if crash_restarts:
+            # In compose the supervisor is Docker's restart policy (on-failure): kill the main
+            # process from the host as a crash would (`docker kill` counts as a stop, never restarted).
+            stack.crash(INVENTORY)
+        elif not stack.kill(INVENTORY):
             raise RuntimeError(f"{INVENTORY} was not running at kill {k + 1}")
         kill_times.append(round(time.time() - t0, 3))
         # Read after the kill: the dead instance commits nothing more, so any advance is its successor's.
         committed0, lag = watch.wait(lambda c, lag: True, 30, "an offsets reading")
         log.info("%s: kill -9 %d/%d at t=%.1fs with %d orders waiting", mode, k + 1, kills, kill_times[-1], lag)
-        stack.start_instance(INVENTORY, 0)   # as a crash-restarting supervisor would
+        if not crash_restarts:
+            stack.start_instance(INVENTORY, 0)   # as a crash-restarting supervisor would
     watch.wait(lambda c, lag: lag == 0, drain_timeout_s, "catching up after the kills")
     caught_up_s = time.time() - t0
     end = high_watermarks(cfg)
