@@ -5,36 +5,54 @@ import gc
 import logging
 
 
-class _MaskSecrets(logging.Filter):
-    """Replaces the process' secrets in every log line: a library that logs its settings cannot leak them."""
+# A secret shorter than this is not masked: replacing every "abc" in every line would garble
+# the logs, and so short a password is no secret anyway (config refuses an empty one).
+MIN_MASKED_LENGTH = 6
+_SERVICE_LOGGERS = ("", "gunicorn.error", "gunicorn.access")
 
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(s in message for s in self.secrets):
-            for s in self.secrets:
-                message = message.replace(s, "***")
-            record.msg, record.args = message, None
-        return True
+class MaskingFormatter(logging.Formatter):
+    """Formats a record, traceback included, then replaces the process' secrets in the text.
+
+    Masking the finished text, not the record's message, also covers exception text and
+    arguments whose repr holds a secret, and never calls getMessage itself (a record whose
+    arguments do not match its format is formatted, and fails, exactly as without masking).
+    """
+
+    def __init__(self, secrets, fmt: str | None = None, datefmt: str | None = None):
+        super().__init__(fmt, datefmt)
+        self.secrets = sorted({s for s in secrets if s and len(s) >= MIN_MASKED_LENGTH}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for s in self.secrets:
+            if s in text:
+                text = text.replace(s, "***")
+        return text
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# kafka-python logs every failed connection attempt in 3 to 5 lines (a wrong password gave 25
+# in 4 s); the services say what went wrong themselves in one line (kafka_access.py). Only
+# these chatty network loggers are silenced: kafka.net.selector keeps its "IO loop crashed".
+_QUIET = ("kafka.net.connection", "kafka.net.manager", "kafka.net.transport", "kafka.net.inet")
 
 
 def configure_logging(cfg) -> None:
-    """One line per record, at LOG_LEVEL; kafka-python's own connection chatter off, secrets masked.
-
-    kafka-python logs every failed connection attempt in 3 to 5 lines (a wrong password gave 25
-    lines in 4 s). The services say what went wrong themselves, in one line naming the address
-    and the fix (services/common/kafka_access.py), so only kafka-python's warnings outside its
-    network layer are kept.
-    """
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    """One line per record at LOG_LEVEL, kafka-python's connection chatter off, secrets masked in every handler."""
+    logging.basicConfig(level=cfg.log_level, format=LOG_FORMAT)
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
-    mask = _MaskSecrets([cfg.connection.sasl_password.reveal(), cfg.api_token])
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(mask)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    mask_secrets([cfg.connection.sasl_password.reveal(), cfg.api_token])
+
+
+def mask_secrets(secrets) -> None:
+    """Give every handler of the root and gunicorn loggers a formatter that masks secrets."""
+    for name in _SERVICE_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            old = handler.formatter
+            handler.setFormatter(MaskingFormatter(secrets, old._fmt if old else LOG_FORMAT, old.datefmt if old else None))
 
 
 def freeze_startup_heap() -> None:
