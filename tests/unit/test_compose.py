@@ -251,3 +251,10 @@ def test_jupyter_reaches_the_stack_by_service_names():
     assert isinstance(stack, ComposeStack) and stack.in_network
     assert stack.bootstrap == env["KAFKA_BOOTSTRAP"]
     assert published("jupyter") == [("127.0.0.1", 8888, 8888)]
+
+
+def test_jupyter_in_compose_uses_the_labs_kernel_websocket_as_run_all_sh_lab_does():
+    from lab.jupyter import lab_command
+    option = "--ServerApp.kernel_websocket_connection_class="
+    ours = [a for a in lab_command(8888) if a.startswith(option)]
+    assert ours and ours == [a for a in SVC["jupyter"]["command"] if a.startswith(option)]
