@@ -48,13 +48,17 @@ class OrderSender:
 
     def producer(self):
         if self._producer is None:
+            failure = None
             with self._lock:
                 if self._producer is None:
                     try:
                         self._producer = kafka_clients.producer(self.cfg, client_id="producer-order",
                                                                 linger_ms=ORDER_LINGER_MS)
                     except KafkaError as exc:
-                        raise ApiError(503, f"Kafka unavailable: {explain(exc, self.cfg)}") from None
+                        failure = exc
+            if failure is not None:
+                # Diagnosed outside the lock: its probes take seconds, and other requests need not wait for them.
+                raise ApiError(503, f"Kafka unavailable: {explain(failure, self.cfg)}") from None
         return self._producer
 
     def send_batch(self, orders, *, with_offsets: bool = False) -> dict:
