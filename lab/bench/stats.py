@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import statistics
 
+# The services' definition, so the bench's p99 and /stats' p99 are the same statistic.
+from services.common.percentiles import percentile  # noqa: F401 - re-exported for the sections
+
 
 def summary(values) -> dict:
     """Median, min, max and spread ((max - min) / median) of repeated measurements."""
@@ -13,14 +16,6 @@ def summary(values) -> dict:
     return {"median": round(med, 4), "min": round(min(vals), 4), "max": round(max(vals), 4),
             "spread_pct": round(100 * (max(vals) - min(vals)) / med, 1) if med else None,
             "n": len(vals), "values": [round(v, 4) for v in vals]}
-
-
-def percentile(values, q: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    s = sorted(values)
-    return s[max(0, min(len(s) - 1, -(-len(s) * q // 100) - 1))]
 
 
 def ratio(a, b) -> float | None:

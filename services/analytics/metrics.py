@@ -5,6 +5,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from services.common.events import DecodeError, decode_inventory, decode_order
+from services.common.percentiles import histogram_percentile
 from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
 
 
@@ -69,16 +70,9 @@ def latency_percentiles(hist: Counter, qs=(50, 95, 99)) -> dict:
     out: dict = {"samples": total}
     if not total:
         return {**out, **{f"p{q}": None for q in qs}, "max": None}
-    ordered = sorted(hist.items())
     for q in qs:
-        rank = max(1, -(-q * total // 100))  # ceil(q% of total)
-        seen = 0
-        for ms, count in ordered:
-            seen += count
-            if seen >= rank:
-                out[f"p{q}"] = ms
-                break
-    out["max"] = ordered[-1][0]
+        out[f"p{q}"] = histogram_percentile(hist, q)
+    out["max"] = max(hist)
     return out
 
 

@@ -5,13 +5,7 @@ import threading
 import time
 from collections import Counter, deque
 
-
-def percentile(sorted_values, q: float) -> float | None:
-    """Nearest-rank percentile of an already sorted sequence (None when empty)."""
-    if not sorted_values:
-        return None
-    k = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
-    return sorted_values[k]
+from services.common.percentiles import percentile
 
 
 class ProducerStats:
