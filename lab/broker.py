@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import paths, processes
-from lab.security import ADMIN, PRINCIPALS, SecureHome
+from lab.security import ADMIN, PRINCIPALS, SecureHome, write_private
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,7 @@ class EmbeddedBroker:
         if self.secure:
             self.secure.ensure()
         # 0600: a secured node's properties hold the admin password its replication logs in with.
-        fd = os.open(self.properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.server_properties())
+        write_private(self.properties_file, self.server_properties())
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.format_storage(jars, cluster_id)
 

@@ -126,10 +126,10 @@ class SecureHome:
         os.chmod(self.dir, 0o700)
         ca_pem, broker_pem = make_certificates()
         self.ca_file.write_bytes(ca_pem)
-        _write_private(self.broker_pem, broker_pem)
-        _write_private(self._passwords_file, json.dumps({p: secrets.token_urlsafe(24) for p in PRINCIPALS}).encode())
+        write_private(self.broker_pem, broker_pem)
+        write_private(self._passwords_file, json.dumps({p: secrets.token_urlsafe(24) for p in PRINCIPALS}).encode())
         for principal in PRINCIPALS:
-            _write_private(self.properties_file(principal), self.client_properties(principal).encode())
+            write_private(self.properties_file(principal), self.client_properties(principal).encode())
 
     def password(self, principal: str) -> str:
         return json.loads(self._passwords_file.read_text())[principal]
@@ -200,12 +200,12 @@ def describe() -> str:
     return f"SASL_SSL, {MECHANISM}, mTLS between controllers, ACLs per service"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read, from the first byte on."""
+def write_private(path: Path, data: bytes | str) -> None:
+    """Write a file only its owner can read: from the first byte on, and an existing file's mode too."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)   # O_CREAT's mode applies only to a new file
     with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def make_certificates(days: int = 3650, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[bytes, bytes]:
@@ -276,8 +276,18 @@ def apply_acls(admin, grants, timeout_s: float = 30.0) -> int:
     everything = ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
                            permission_type=ACLPermissionType.ANY,
                            resource_pattern=ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+
+    def binding(acl) -> tuple:
+        pattern = acl.resource_pattern
+        return (acl.principal, acl.host, acl.operation, acl.permission_type,
+                pattern.resource_type, pattern.resource_name, pattern.pattern_type)
+
+    # Every one of ours, not just as many bindings as ours (another tool's ACLs would count too).
+    # The answer comes from one broker; each other broker applies the same metadata log and is
+    # at most a moment behind, which the services' own start-up check (kafka_access) rides out.
+    wanted = {binding(a) for a in acls}
     deadline = time.monotonic() + timeout_s
-    while len(admin.describe_acls(everything)[0]) < len(acls):
+    while not wanted <= {binding(a) for a in admin.describe_acls(everything)[0]}:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the broker did not show its {len(acls)} ACLs within {timeout_s:.0f}s")
         time.sleep(0.1)

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -207,6 +208,9 @@ class Stack:
     def up(self) -> None:
         """Start whatever is not running: broker, topics, services. Idempotent."""
         if self.external_bootstrap:
+            if self.secure:
+                raise StackError("--secure secures the embedded brokers, and KAFKA_BOOTSTRAP names a cluster of its "
+                                 "own: set KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_CAFILE for it instead")
             self.progress(f"[kafka] using the existing cluster at {self.external_bootstrap}")
         else:
             if self.brokers:
@@ -225,41 +229,37 @@ class Stack:
             self._start(service, s["overrides"], s["instances"])
         self.wait_healthy()
 
-    def ensure_topics(self) -> None:
-        from services.common import kafka_clients
-        from services.common.topics import ensure_topics
+    @contextmanager
+    def _admin(self, doing: str):
+        """The lab's admin client for one step; a Kafka error becomes a one-line StackError naming the step."""
         from kafka.errors import KafkaError
+        from services.common import kafka_clients
         cfg = self.service_config()
         try:
             admin = kafka_clients.admin(cfg)
         except KafkaError as exc:
             raise StackError(explain(exc, cfg)) from None
         try:
-            created = ensure_topics(admin, replication_factor=cfg.topic_replication_factor)
+            yield admin, cfg
         except KafkaError as exc:
-            raise StackError(explain(exc, cfg)) from None
+            raise StackError(f"could not {doing}: {explain(exc, cfg)}") from None
         finally:
             admin.close()
+
+    def ensure_topics(self) -> None:
+        from services.common.topics import ensure_topics
+        with self._admin("create the topics") as (admin, cfg):
+            created = ensure_topics(admin, replication_factor=cfg.topic_replication_factor)
         if created:
             self.progress(f"[kafka] created topics {', '.join(created)}")
 
     def apply_acls(self) -> None:
         """Give each service's principal its ACLs (idempotent), and say where the client settings are."""
-        from kafka.errors import KafkaError
-        from services.common import kafka_clients
-        cfg = self.service_config()
         try:
-            admin = kafka_clients.admin(cfg)
-        except KafkaError as exc:
-            raise StackError(explain(exc, cfg)) from None
-        try:
-            n = security.apply_acls(admin, security.service_acls())
-        except KafkaError as exc:
-            raise StackError(f"could not set the services' ACLs: {explain(exc, cfg)}") from None
+            with self._admin("set the services' ACLs") as (admin, _cfg):
+                n = security.apply_acls(admin, security.service_acls())
         except RuntimeError as exc:
             raise StackError(str(exc)) from None
-        finally:
-            admin.close()
         self.progress(f"[kafka] secured: SASL_SSL with {security.MECHANISM}, {n} ACLs for "
                       f"{', '.join(security.PRINCIPALS[1:])}; client settings in {self.secure_home.dir}/<principal>.properties")
 
@@ -294,9 +294,7 @@ class Stack:
             return
         self._settings_file(service).parent.mkdir(parents=True, exist_ok=True)
         # 0600: an override may be a password (KAFKA_SASL_PASSWORD), kept for the next start.
-        fd = os.open(self._settings_file(service), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"overrides": overrides, "instances": instances}, f)
+        security.write_private(self._settings_file(service), json.dumps({"overrides": overrides, "instances": instances}))
         env = {**os.environ, "PYTHONPATH": str(paths.ROOT), "PYTHONUNBUFFERED": "1",
                **self._service_env(overrides, principal=service)}
         for i in range(instances):
@@ -310,10 +308,12 @@ class Stack:
         for f in sorted((self.home / "run").glob(f"{service}-*.pid")):
             processes.stop(f, timeout=20)
 
-    def wait_healthy(self, timeout: float = 60.0) -> None:
-        """Wait until the HTTP services answer /healthz and every worker is alive."""
+    def wait_healthy(self, timeout: float = 60.0, services: tuple = APP_SERVICES) -> None:
+        """Wait until services (all by default) are up: the HTTP ones answer /healthz, every worker is alive."""
         deadline = time.monotonic() + timeout
         for service, url in ((PRODUCER, self.producer_url), (ANALYTICS, self.analytics_url)):
+            if service not in services:
+                continue
             while True:
                 if not self._pids(service):
                     raise StackError(f"{service} exited at start. Last lines of {self.log_file(service)}:\n"
@@ -334,10 +334,22 @@ class Stack:
                     raise StackError(f"{service} did not answer {url}/healthz within {timeout:.0f}s; "
                                      f"see {self.log_file(service)}")
                 time.sleep(0.2)
-        want = self._settings(INVENTORY)["instances"]
-        if len(self._pids(INVENTORY)) < want:
+        if INVENTORY not in services:
+            return
+        settings = self._settings(INVENTORY)
+        if len(self._pids(INVENTORY)) < settings["instances"]:
             raise StackError(f"{INVENTORY} exited at start. Last lines of {self.log_file(INVENTORY)}:\n"
                              + processes.tail(self.log_file(INVENTORY)))
+        # inventory has no /healthz: its access (login, ACLs on its topics) is checked here with its
+        # own settings, so a refusal stops `up` as it does for the HTTP services.
+        # (An embedded PLAINTEXT broker has no logins or ACLs to refuse: nothing to ask there.)
+        from services.common.config import Config
+        from services.common.kafka_access import settled_refusal
+        cfg = Config.from_env({**os.environ, **self._service_env(settings["overrides"], INVENTORY)})
+        if cfg.connection.uses_sasl or cfg.connection.uses_tls or self.external_bootstrap:
+            refusal = settled_refusal(cfg, INVENTORY)
+            if refusal:
+                raise StackError(f"{INVENTORY}: {refusal}")
 
     def down(self, wipe: bool = False) -> None:
         """Stop every service and the broker; with wipe, delete the broker's data too."""
@@ -373,7 +385,7 @@ class Stack:
             raise StackError(f"--instances applies to {INVENTORY} only")
         self._stop_service(service)
         self._start(service, dict(overrides or {}), instances)
-        self.wait_healthy()
+        self.wait_healthy(services=(service,))   # this one's health: another's refusal is not this restart's
 
     def kill(self, service: str, instance: int = 0) -> bool:
         """kill -9 one instance (the crash the reliability tests inflict)."""

@@ -32,7 +32,7 @@ from services.common.config import EXACTLY_ONCE, Config
 from services.common.events import DecodeError
 from services.common.kafka_access import explain
 from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, INVENTORY_STATE, ORDER_EVENTS
-from services.common.watchdog import StallWatch, group_lists
+from services.common.watchdog import ConsumerStalled, StallWatch, group_lists
 from services.inventory.stock import inventory_event, reserve, stock_from_events, stock_snapshot
 
 log = logging.getLogger(__name__)
@@ -116,12 +116,15 @@ class InventoryWorker:
         """Process until stop_event; after any failure, start over with fresh clients."""
         last = None
         while not self.stop_event.is_set():
+            processed = self.processed
             try:
                 self.run_once()
-            except (TransactionStuck, KafkaError) as exc:
+            except (TransactionStuck, ConsumerStalled, KafkaError) as exc:
                 # A fault of the cluster (a broker gone, a coordinator moving) or of the connection
                 # (TLS, login, an ACL): one line, not a traceback, and not again while it stays the same.
                 message = explain(exc, self.cfg) if isinstance(exc, KafkaError) else f"{exc.__class__.__name__}: {exc}"
+                if self.processed > processed:
+                    last = None     # it recovered in between: the same failure again is news
                 (log.warning if message != last else log.debug)(
                     "inventory-consumer: %s; starting over with fresh clients in 2s", message)
                 last = message
@@ -163,6 +166,9 @@ class InventoryWorker:
             self.consumer = kafka_clients.consumer(cfg, group_id=GROUP, client_id=self.transactional_id,
                                                    max_poll_records=self.batch, **kafka_clients.STREAM_FETCH)
             self.reader = kafka_clients.consumer(cfg, group_id=None, client_id=self.transactional_id + "-rebuild")
+            # The topic's metadata before joining: a group leader without it assigns nothing (kafka-python's
+            # range assignor: "No partition metadata"), and the group idles until the watchdog restarts it.
+            self.consumer.partitions_for_topic(ORDER_EVENTS)
             self.consumer.subscribe([ORDER_EVENTS], listener=_Rebalance(self))
             log.info("inventory-consumer started id=%s processing_guarantee=%s throttle_ms=%d batch=%d",
                      self.transactional_id, cfg.processing_guarantee, cfg.throttle_ms, self.batch)
