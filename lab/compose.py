@@ -289,29 +289,45 @@ class ComposeStack:
         self.progress(f"[{service}] recreated{f' x{instances}' if instances > 1 else ''}"
                       f"{f' with {extra}' if extra else ''}")
 
+    def live_container(self, service: str, instance: int = 0) -> str:
+        """The name of a service's instance-th container as Docker has it now. After a scale-down Compose may
+        keep replica 2 or 3 rather than 1 (CI saw `-1` gone after 3 -> 1), so names are looked up, in the
+        order of Compose's container numbers, stopped containers included; the computed name otherwise."""
+        res = self._docker("ps", "--all", "--filter", f"label=com.docker.compose.project={self.project_name}",
+                           "--filter", f"label=com.docker.compose.service={service}", "--format",
+                           '{{.Label "com.docker.compose.container-number"}} {{.Names}}', capture=True, check=False)
+        rows = []
+        for line in (res.stdout or "").splitlines() if res.returncode == 0 else ():
+            number, _, name = line.strip().partition(" ")
+            # A container being recreated is renamed <id>_<name> for a moment: not one to act on.
+            if number.isdigit() and name.startswith(f"{self.project_name}-{service}-"):
+                rows.append((int(number), name))
+        names = [name for _, name in sorted(rows)]
+        return names[instance] if instance < len(names) else self.container(service, instance)
+
     def kill(self, service: str, instance: int = 0) -> bool:
         """SIGKILL one container; Docker does not restart what `docker kill` stopped."""
-        return self.run(["docker", "kill", "--signal", "KILL", self.container(service, instance)],
+        return self.run(["docker", "kill", "--signal", "KILL", self.live_container(service, instance)],
                         env=self._environment(), capture=True).returncode == 0
 
     def crash(self, service: str, instance: int = 0) -> int:
         """kill -9 the container's main process from the host, as a crash would; its restart policy
         (on-failure) brings it back, which a `docker kill` never does. Returns the killed host pid."""
-        pid = int(self._docker("inspect", "--format", "{{.State.Pid}}", self.container(service, instance),
-                               capture=True).stdout.strip() or 0)
+        name = self.live_container(service, instance)
+        pid = int(self._docker("inspect", "--format", "{{.State.Pid}}", name, capture=True).stdout.strip() or 0)
         if pid <= 0:
-            raise StackError(f"{self.container(service, instance)} is not running")
+            raise StackError(f"{name} is not running")
         os.kill(pid, signal.SIGKILL)
         return pid
 
     def restart_count(self, service: str, instance: int = 0) -> int:
         """How often Docker's restart policy has restarted this container."""
-        return int(self._docker("inspect", "--format", "{{.RestartCount}}", self.container(service, instance),
+        return int(self._docker("inspect", "--format", "{{.RestartCount}}", self.live_container(service, instance),
                                 capture=True).stdout.strip())
 
     def start_instance(self, service: str, instance: int) -> None:
         """Start a killed container again, same container and so the same INSTANCE_ID (hostname)."""
-        self._docker("start", self.container(service, instance))
+        self._docker("start", self.live_container(service, instance))
 
     def logs(self, service: str, n: int = 60) -> None:
         """Print the last n lines of every container of service."""

@@ -15,7 +15,6 @@ from lab.compose import ComposeStack, host_variables, parse_ps, stack_from_env
 from lab.stack import LabStack, Stack, StackError
 
 
-
 class FakeDocker:
     """Stands in for the docker CLI: keeps each command line with its environment, answers with canned output."""
 
@@ -51,24 +50,6 @@ def stack(tmp_path, docker, monkeypatch):
     # No broker behind 127.0.0.1:9094 here; the topic check is the embedded stack's, tested there.
     monkeypatch.setattr(s, "ensure_topics", lambda: None)
     return s
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 @pytest.mark.parametrize("service,overrides,instances,message", [
@@ -174,3 +155,18 @@ def test_cli_compose_flag_anywhere_selects_compose(argv, monkeypatch, tmp_path, 
     assert err.startswith("error: `docker compose` (Compose v2) is not installed: run scripts/install-docker.sh")
     assert err.count("\n") == 1
     assert os.environ["LAB_STACK"] == "compose"  # what notebooks started from here will see
+
+
+    assert err.count("\n") == 1
+    assert os.environ["LAB_STACK"] == "compose"  # what notebooks started from here will see
+
+def test_an_instance_is_found_by_compose_number_whatever_replica_survived_a_scale_down(tmp_path):
+    # After 3 -> 1 Compose kept replica 3 (CI saw `-1` gone); a recreating container is renamed <id>_<name>.
+    ps = "3 lab-test-inventory-consumer-3\n2 0123abcd_lab-test-inventory-consumer-2\n"
+    s = ComposeStack(home=tmp_path, project="lab-test", run=FakeDocker(ps=ps), progress=lambda m: None)
+    assert s.live_container("inventory-consumer") == "lab-test-inventory-consumer-3"
+    assert s.live_container("inventory-consumer", 1) == "lab-test-inventory-consumer-2"
+    argv = s.run.argvs[-1]
+    assert "label=com.docker.compose.service=inventory-consumer" in argv and "--all" in argv
+    s.kill("inventory-consumer")
+    assert s.run.argvs[-1][-1] == "lab-test-inventory-consumer-3"
