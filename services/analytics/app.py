@@ -1,4 +1,4 @@
-"""analytics-consumer: GET /metrics (live), POST /replay (recompute from offset 0)."""
+"""analytics-consumer: GET /metrics (live), POST /replay (recompute from offset 0), GET /openapi.json."""
 from __future__ import annotations
 
 import atexit
@@ -8,6 +8,7 @@ import threading
 from flask import Blueprint, Flask, current_app, jsonify
 from kafka.errors import KafkaError
 
+from services.analytics import openapi
 from services.analytics.live import GROUP as ANALYTICS_GROUP, TOPICS, LiveMetrics
 from services.analytics.replay import Replayer, ReplayBusy
 from services.common import kafka_clients, lag
@@ -90,7 +91,7 @@ def create_app(config: Config | None = None, start_consumer: bool = True) -> Fla
     """The analytics-consumer app; its consumer thread starts here (one gunicorn worker owns it)."""
     cfg = config or Config.from_env()
     configure_logging(cfg)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # a JSON API: no /static route
     access = AccessCheck(cfg, "analytics-consumer").start() if start_consumer else None
     registry = init_app(app, cfg, "analytics-consumer", access)
     live = LiveMetrics(cfg)
@@ -103,4 +104,5 @@ def create_app(config: Config | None = None, start_consumer: bool = True) -> Fla
     app.extensions["lag_reader"] = LagReader(cfg)
     export_analytics(registry, live, lambda: app.extensions["lag_reader"].read())
     app.register_blueprint(bp)
+    openapi.init_app(app, cfg)
     return app

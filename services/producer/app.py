@@ -1,4 +1,4 @@
-"""producer-order: POST /order, POST /orders/bulk, GET /stats. Answers 2xx only for acknowledged events."""
+"""producer-order: POST /order, POST /orders/bulk, GET /stats, GET /openapi.json; 2xx only for acknowledged events."""
 from __future__ import annotations
 
 import logging
@@ -17,6 +17,7 @@ from services.common.kafka_access import AccessCheck, explain
 from services.common.prometheus import export_producer
 from services.common.runtime import configure_logging
 from services.common.topics import ORDER_EVENTS
+from services.producer import openapi
 from services.producer.stats import ProducerStats
 
 log = logging.getLogger(__name__)
@@ -225,11 +226,12 @@ def create_app(config: Config | None = None, producer=None) -> Flask:
     """The producer-order app; pass a Config and/or a KafkaProducer, or both come from the environment."""
     cfg = config or Config.from_env()
     configure_logging(cfg)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # a JSON API: no /static route
     # Only a service that builds its own producer checks its way in (a test may pass one).
     access = AccessCheck(cfg, "producer-order").start() if producer is None else None
     registry = init_app(app, cfg, "producer-order", access)
     app.extensions["order_sender"] = OrderSender(cfg, producer)
     export_producer(registry, app.extensions["order_sender"].stats)
     app.register_blueprint(bp)
+    openapi.init_app(app, cfg)
     return app
