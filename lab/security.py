@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.transactions import OFFSETS_TOPIC
-from services.common.topics import (INVENTORY_EVENTS, INVENTORY_EVENTS_DLQ, INVENTORY_STATE, ORDER_EVENTS,
-                                    ORDER_EVENTS_DLQ)
+from services.common.topics import (ANALYTICS_STATE, INVENTORY_EVENTS, INVENTORY_EVENTS_DLQ, INVENTORY_STATE,
+                                    ORDER_EVENTS, ORDER_EVENTS_DLQ)
 
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "lab-admin"
@@ -82,8 +82,10 @@ def service_acls() -> tuple[Grant, ...]:
         + grants(INVENTORY, TRANSACTIONAL_ID, TRANSACTIONAL_ID_PREFIX, "WRITE", pattern=PREFIXED)
         # analytics-consumer: reads both topics, writes the inventory DLQ, its live group and
         # its replay groups (which it deletes afterwards); describes inventory-grp for /metrics' lag.
+        # It writes its snapshots to AnalyticsState and reads them back at start.
         + grants(ANALYTICS, TOPIC, ORDER_EVENTS, "READ")
         + grants(ANALYTICS, TOPIC, INVENTORY_EVENTS, "READ")
+        + grants(ANALYTICS, TOPIC, ANALYTICS_STATE, "READ", "WRITE", "DESCRIBE")
         + grants(ANALYTICS, TOPIC, INVENTORY_EVENTS_DLQ, "WRITE")
         + grants(ANALYTICS, GROUP, analytics_group, "READ")
         + grants(ANALYTICS, GROUP, REPLAY_GROUP_PREFIX, "READ", "DELETE", pattern=PREFIXED)

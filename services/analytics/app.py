@@ -66,7 +66,10 @@ def get_metrics():
     live: LiveMetrics = _ext("live_metrics")
     body = live.snapshot()
     body["throughput"] = live.throughput()
-    body["consumer"] = {"group": ANALYTICS_GROUP, "phase": live.phase, "error": live.error}
+    body["consumer"] = {"group": ANALYTICS_GROUP, "phase": live.phase, "error": live.error,
+                        # Where the last start took its state from and how much it folded on top.
+                        "start": live.start_info,
+                        "snapshots": live.snapshots.describe() if live.snapshots is not None else None}
     try:
         body["lag"] = _ext("lag_reader").read()
     except ApiError as exc:

@@ -21,6 +21,10 @@ ENV_DEFAULTS: dict[str, str] = {
     "INITIAL_STOCK": "2000",
     "COMMIT_INTERVAL_MS": "200",
     "ANALYTICS_REBUILD": "1",
+    # Seconds between analytics-consumer's snapshots of its metrics to AnalyticsState (and one at
+    # a clean stop); a restart folds only what came after the newest one. 0: no snapshots, every
+    # start folds the whole history.
+    "ANALYTICS_SNAPSHOT_EVERY_S": "30",
     "LAB_API_TOKEN": "",
     "MAX_BULK_N": "200000",
     "MAX_BODY_BYTES": "4096",
@@ -177,6 +181,17 @@ def parse_guarantee(value: str) -> str:
     return mode
 
 
+def _seconds(name: str, value: str) -> float:
+    """A non-negative number of seconds, or a one-line ConfigError naming the variable."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(f"{name}={value!r}: a number of seconds, 0 or more")
+    return seconds
+
+
 def _flag(value: str) -> bool:
     return value.strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -193,6 +208,7 @@ class Config:
     initial_stock: int
     commit_interval_ms: int
     analytics_rebuild: bool
+    analytics_snapshot_every_s: float
     api_token: str
     max_bulk_n: int
     max_body_bytes: int
@@ -219,6 +235,7 @@ class Config:
             initial_stock=int(raw["INITIAL_STOCK"]),
             commit_interval_ms=int(raw["COMMIT_INTERVAL_MS"]),
             analytics_rebuild=_flag(raw["ANALYTICS_REBUILD"]),
+            analytics_snapshot_every_s=_seconds("ANALYTICS_SNAPSHOT_EVERY_S", raw["ANALYTICS_SNAPSHOT_EVERY_S"]),
             api_token=raw["LAB_API_TOKEN"],
             max_bulk_n=int(raw["MAX_BULK_N"]),
             max_body_bytes=int(raw["MAX_BODY_BYTES"]),

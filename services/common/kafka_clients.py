@@ -153,3 +153,27 @@ def read_range(consumer, tp, start: int | None = None, end: int | None = None, *
                 if rec.offset >= end:
                     return
                 yield rec
+
+
+def read_back(consumer, tp, first_step: int = 16):
+    """Yield tp's records newest first, reading back from the end in growing windows.
+
+    The state topics' newest record is the one that matters, and it sits in the last few
+    offsets; an older one is read only if every newer one was refused.
+    """
+    hi = end_offsets(consumer, [tp])[tp]
+    step = first_step
+    while hi > 0:
+        lo = max(0, hi - step)
+        yield from reversed(list(read_range(consumer, tp, lo, hi)))
+        hi, step = lo, step * 8
+
+
+def topic_ids(client, topics) -> dict[str, str | None]:
+    """Each topic's id as the client's last metadata has it; None where it knows none.
+
+    Private access: kafka-python 3 keeps the ids (KIP-516) in its cluster metadata, with no
+    public accessor on the consumer. tests/unit/test_kafka_clients.py fails if that moves.
+    """
+    cluster = client._client.cluster
+    return {t: (str(tid) if (tid := cluster.topic_id(t)) is not None else None) for t in topics}

@@ -20,6 +20,10 @@ INVENTORY_EVENTS_DLQ = "InventoryEvents.DLQ"
 # one record instead of the warehouse's whole InventoryEvents history. Compacted: only the
 # latest record per warehouse (key) has to be kept.
 INVENTORY_STATE = "InventoryState"
+# analytics-consumer's state: its folded metrics with the offsets of both input topics they
+# cover, so a restart folds only what came after (services/analytics/snapshot.py). One
+# partition, one key: the newest trusted record is the starting point; compaction keeps it.
+ANALYTICS_STATE = "AnalyticsState"
 # Small segments, because compaction never touches the active one.
 STATE_SEGMENT_BYTES = 16 * 1024 * 1024
 
@@ -46,6 +50,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ORDER_EVENTS_DLQ),
     TopicSpec(INVENTORY_EVENTS_DLQ),
     TopicSpec(INVENTORY_STATE, compacted=True),
+    TopicSpec(ANALYTICS_STATE, partitions=1, compacted=True),
 )
 DLQ_FOR = {ORDER_EVENTS: ORDER_EVENTS_DLQ, INVENTORY_EVENTS: INVENTORY_EVENTS_DLQ}
 

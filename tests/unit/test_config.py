@@ -80,3 +80,15 @@ def test_settings_that_cannot_work_are_refused_in_one_line(env, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as err:
         Config.from_env(env)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value, seconds", [("30", 30.0), ("0", 0.0), ("2.5", 2.5)])
+def test_analytics_snapshot_interval(value, seconds):
+    assert Config.from_env({"ANALYTICS_SNAPSHOT_EVERY_S": value}).analytics_snapshot_every_s == seconds
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan", "inf"])
+def test_an_analytics_snapshot_interval_that_cannot_work_is_refused(value):
+    with pytest.raises(ConfigError, match="ANALYTICS_SNAPSHOT_EVERY_S="):
+        Config.from_env({"ANALYTICS_SNAPSHOT_EVERY_S": value})
+

@@ -45,3 +45,15 @@ def test_a_failed_constructor_closes_its_network_client(factory):
             factory(cfg)
     gc.collect()
     assert _open_selectors() == before
+
+
+def test_topic_ids_reads_kafka_pythons_cluster_metadata_where_it_keeps_them():
+    # The one private access of topic_ids: if kafka-python moves its ids, this fails, not a restart.
+    from kafka import KafkaConsumer
+    consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{_closed_port()}", api_version=(3, 9))
+    try:
+        consumer._client.cluster._topic_ids["OrderEvents"] = "AAAAAAAAAAAAAAAAAAAAAA"
+        assert kafka_clients.topic_ids(consumer, ["OrderEvents", "Unknown"]) == \
+            {"OrderEvents": "AAAAAAAAAAAAAAAAAAAAAA", "Unknown": None}
+    finally:
+        consumer.close()

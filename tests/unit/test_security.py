@@ -27,13 +27,13 @@ def test_inventory_reads_orders_and_writes_its_outputs_under_its_own_transaction
             ("TRANSACTIONAL_ID", "inventory-consumer-", "PREFIXED", "WRITE")} <= g
 
 
-def test_analytics_reads_both_topics_its_groups_and_writes_only_its_dlq():
+def test_analytics_reads_both_topics_its_groups_and_writes_only_its_dlq_and_snapshots():
     g = grants_of(security.ANALYTICS)
     assert {("TOPIC", ORDER_EVENTS, "LITERAL", "READ"), ("TOPIC", INVENTORY_EVENTS, "LITERAL", "READ"),
             ("GROUP", "analytics-grp", "LITERAL", "READ"), ("GROUP", "analytics-replay-", "PREFIXED", "READ"),
-            ("GROUP", "analytics-replay-", "PREFIXED", "DELETE")} <= g
-    assert {op for (_, name, _, op) in g if op == "WRITE"} == {"WRITE"}
-    assert [name for (_, name, _, op) in g if op == "WRITE"] == ["InventoryEvents.DLQ"]
+            ("GROUP", "analytics-replay-", "PREFIXED", "DELETE"),
+            ("TOPIC", "AnalyticsState", "LITERAL", "READ"), ("TOPIC", "AnalyticsState", "LITERAL", "DESCRIBE")} <= g
+    assert sorted(name for (_, name, _, op) in g if op == "WRITE") == ["AnalyticsState", "InventoryEvents.DLQ"]
 
 
 def test_the_secure_home_is_private_and_its_files_fit_kafkas_clients(tmp_path):
