@@ -101,8 +101,7 @@ class Lab:
 
     def __post_init__(self):
         self.cfg = self.stack.service_config()
-        if self.cfg.api_token:
-            self.http.headers["Authorization"] = f"Bearer {self.cfg.api_token}"
+        self.http.headers.update(self.cfg.authorization())
         self.admin = kafka_clients.admin(self.cfg, client_id="bench-admin")
         # A short fetch wait: each lag read seeks this consumer back behind its parked fetch.
         self.peek = kafka_clients.consumer(self.cfg, group_id=None, client_id="bench-peek", fetch_max_wait_ms=50)

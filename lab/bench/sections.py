@@ -186,8 +186,7 @@ def bench_orders(lab: Lab) -> dict:
 def http_order_client(lab: Lab):
     """One keep-alive connection posting single orders: (call, close) for closed_loop."""
     url = urlparse(lab.stack.producer_url)
-    headers = {"Content-Type": "application/json",
-               **({"Authorization": f"Bearer {lab.cfg.api_token}"} if lab.cfg.api_token else {})}
+    headers = {"Content-Type": "application/json", **lab.cfg.authorization()}
     body = json.dumps({"item": "pizza", "qty": 1})
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
 

@@ -209,7 +209,7 @@ class Config:
     commit_interval_ms: int
     analytics_rebuild: bool
     analytics_snapshot_every_s: float
-    api_token: str
+    api_token: Secret
     max_bulk_n: int
     max_body_bytes: int
     kafka_timeout_ms: int
@@ -236,7 +236,7 @@ class Config:
             commit_interval_ms=int(raw["COMMIT_INTERVAL_MS"]),
             analytics_rebuild=_flag(raw["ANALYTICS_REBUILD"]),
             analytics_snapshot_every_s=_seconds("ANALYTICS_SNAPSHOT_EVERY_S", raw["ANALYTICS_SNAPSHOT_EVERY_S"]),
-            api_token=raw["LAB_API_TOKEN"],
+            api_token=Secret(raw["LAB_API_TOKEN"]),
             max_bulk_n=int(raw["MAX_BULK_N"]),
             max_body_bytes=int(raw["MAX_BODY_BYTES"]),
             kafka_timeout_ms=int(raw["KAFKA_TIMEOUT_MS"]),
@@ -250,3 +250,7 @@ class Config:
         if unknown:
             raise TypeError(f"unknown config fields: {sorted(unknown)}")
         return cls(**{**cfg.__dict__, **overrides}) if overrides else cfg
+
+    def authorization(self) -> dict[str, str]:
+        """The header a client of the lab's HTTP API sends: the bearer token when LAB_API_TOKEN is set."""
+        return {"Authorization": f"Bearer {self.api_token.reveal()}"} if self.api_token else {}

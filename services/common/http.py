@@ -82,7 +82,7 @@ def init_app(app: Flask, cfg: Config, service: str, access=None) -> CollectorReg
         # Reads stay open; with LAB_API_TOKEN set, every POST needs the bearer token.
         if cfg.api_token and request.method == "POST":
             given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {cfg.api_token}".encode()):
+            if not hmac.compare_digest(given.encode(), cfg.authorization()["Authorization"].encode()):
                 raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer <LAB_API_TOKEN>)")
 
     @app.after_request

@@ -44,7 +44,7 @@ def configure_logging(cfg) -> None:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    mask_secrets([cfg.connection.sasl_password.reveal(), cfg.api_token])
+    mask_secrets([cfg.connection.sasl_password.reveal(), cfg.api_token.reveal()])
 
 
 def mask_secrets(secrets) -> None:

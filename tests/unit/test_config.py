@@ -92,3 +92,9 @@ def test_an_analytics_snapshot_interval_that_cannot_work_is_refused(value):
     with pytest.raises(ConfigError, match="ANALYTICS_SNAPSHOT_EVERY_S="):
         Config.from_env({"ANALYTICS_SNAPSHOT_EVERY_S": value})
 
+
+def test_the_api_token_is_a_secret_that_only_the_authorization_header_reveals():
+    cfg = Config.from_env({"LAB_API_TOKEN": "s3cret-token"})
+    assert "s3cret-token" not in repr(cfg) and "s3cret-token" not in str(cfg.api_token)
+    assert cfg.authorization() == {"Authorization": "Bearer s3cret-token"}
+    assert Config.from_env({}).authorization() == {}
