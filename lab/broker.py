@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -262,7 +261,8 @@ class EmbeddedCluster:
         secure = SecureHome(self.home) if self.secure else None
         if self.size == 1:
             (port, controller), = self.ports
-            return [EmbeddedBroker(home=self.home, port=port, controller_port=controller, heap=self.heap, secure=secure)]
+            return [EmbeddedBroker(home=self.home, port=port, controller_port=controller, heap=self.heap,
+                                   secure=secure)]
         voters = ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in enumerate(self.ports, 1))
         rf = min(3, self.size)
         return [EmbeddedBroker(home=self.home, port=p, controller_port=c, heap=self.heap, node_id=i,

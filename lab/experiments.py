@@ -67,7 +67,10 @@ def show_progress(level: int = logging.INFO) -> None:
 
 
 def lab_stack() -> LabStack:
-    """The stack run_all.sh (or the test) points this kernel at: LAB_STACK picks compose, LAB_HOME and the ports the rest."""
+    """The stack run_all.sh (or the test) points this kernel at.
+
+    LAB_STACK picks compose; LAB_HOME and the ports pick the rest.
+    """
     from lab.compose import stack_from_env
     return stack_from_env(progress=logging.getLogger("lab.stack").info)
 
@@ -157,8 +160,8 @@ def wait_settled(stack: LabStack, timeout_s: float = 180) -> dict:
             if streak >= 2:
                 return body
         if time.monotonic() > deadline:
-            state = "no answer" if body is None else \
-                f"phase={body['consumer']['phase']} lag={[(r['group'], r['partition'], r['lag']) for r in body.get('lag') or []]}"
+            lags = [] if body is None else [(r['group'], r['partition'], r['lag']) for r in body.get('lag') or []]
+            state = "no answer" if body is None else f"phase={body['consumer']['phase']} lag={lags}"
             raise TimeoutError(f"the stack did not settle within {timeout_s:.0f}s: {state}")
         time.sleep(POLL_S)
 
@@ -512,7 +515,10 @@ def phase_label(instances: int, throttle_ms: int) -> str:
 
 
 def restore_services(stack: LabStack) -> list[str]:
-    """Undo what the experiments change: inventory-consumer unthrottled, exactly-once, x1; analytics rebuilding at start."""
+    """Undo what the experiments change.
+
+    inventory-consumer unthrottled, exactly-once, x1; analytics rebuilding at start.
+    """
     restored = []
     status = stack.status()
     inv = status[INVENTORY]

@@ -103,7 +103,8 @@ def build(tag: str, dockerfile: str, progress=print, **build_args: str) -> None:
     """docker build from the repository root; on failure the message names the failing step."""
     progress(f"[images] {tag}: docker build -f {dockerfile}")
     # --force-rm: the legacy builder keeps a failed step's container otherwise.
-    argv = ["build", "--force-rm", "-f", dockerfile, "-t", tag, *[a for k, v in build_args.items() for a in ("--build-arg", f"{k}={v}")], "."]
+    argv = ["build", "--force-rm", "-f", dockerfile, "-t", tag,
+            *[a for k, v in build_args.items() for a in ("--build-arg", f"{k}={v}")], "."]
     # The legacy builder prints "Step N/M : ..." per step; BuildKit "#N [stage k/m] ...". Either way
     # the output is kept, so a failure can name the step it stopped at.
     proc = subprocess.Popen(["docker", *argv], cwd=paths.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -131,7 +132,8 @@ def write_env_file(values: dict[str, str], env_file: Path = ENV_FILE) -> None:
     if env_file.exists():
         kept = [ln for ln in env_file.read_text().splitlines()
                 if ln.split("=", 1)[0].strip() not in values and "offline images" not in ln]
-    lines = [*kept, "# offline images (./run_all.sh --compose images --offline); delete these lines for the official ones",
+    lines = [*kept,
+             "# offline images (./run_all.sh --compose images --offline); delete these lines for the official ones",
              *[f"{k}={v}" for k, v in values.items()]]
     env_file.write_text("\n".join(lines) + "\n")
 
@@ -142,7 +144,8 @@ def build_offline(ca: Path | None, rebuild: bool = False, progress=print) -> dic
     CA_BUNDLE.parent.mkdir(parents=True, exist_ok=True)
     CA_BUNDLE.write_bytes(ca.read_bytes() if ca else b"")
     if ca:
-        progress(f"[images] trusting the CA bundle {ca} (sha256 {hashlib.sha256(CA_BUNDLE.read_bytes()).hexdigest()[:12]})")
+        digest = hashlib.sha256(CA_BUNDLE.read_bytes()).hexdigest()[:12]
+        progress(f"[images] trusting the CA bundle {ca} (sha256 {digest})")
     if rebuild or not image_exists(BASE_IMAGE):
         bootstrap_base(progress)
     else:

@@ -59,7 +59,8 @@ def main(rest: list[str], stack: LabStack) -> int:
 
     p = argparse.ArgumentParser(prog="./run_all.sh lab",
                                 description="Start the stack and JupyterLab on notebooks/ at 127.0.0.1.")
-    p.add_argument("--port", type=int, default=8888, help="JupyterLab's port (default 8888; the next free one if taken)")
+    p.add_argument("--port", type=int, default=8888,
+                   help="JupyterLab's port (default 8888; the next free one if taken)")
     p.add_argument("--keep", action="store_true", help="leave the stack running when JupyterLab exits")
     args = p.parse_args(rest)
     env = kernel_environment(stack)

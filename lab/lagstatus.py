@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from itertools import pairwise
 
 
 class Status(IntEnum):
@@ -65,7 +66,7 @@ def group_idle_s(windows: Mapping[int, Sequence[Reading]]) -> float:
     """Seconds from the group's last committed-offset move (or the window's start) to its last reading."""
     last_t = max(w[-1].t for w in windows.values())
     first_t = min(w[0].t for w in windows.values())
-    moves = [cur.t for w in windows.values() for prev, cur in zip(w, w[1:]) if cur.committed != prev.committed]
+    moves = [cur.t for w in windows.values() for prev, cur in pairwise(w) if cur.committed != prev.committed]
     return last_t - max(moves, default=first_t)
 
 

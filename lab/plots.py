@@ -154,7 +154,7 @@ def load_chart(load: dict, path: Path) -> Path:
         counts = [b["by_partition"].get(p, 0) for b in batches]
         spread_ax.bar(labels, counts, bottom=bottom, color=PARTITION_COLOURS[i % len(PARTITION_COLOURS)],
                       label=f"partition {p}")
-        bottom = [a + c for a, c in zip(bottom, counts)]
+        bottom = [a + c for a, c in zip(bottom, counts, strict=True)]
     spread_ax.set_xlabel("batch")
     spread_ax.set_ylabel("events")
     spread_ax.set_title("partition spread (keyed on order_id)")
@@ -197,7 +197,10 @@ def _kills(n: int) -> str:
 
 
 def semantics_chart(doc: dict, path: Path) -> Path:
-    """Duplicates (both isolation levels) and stock drift per mode; below, each crash run's output over time, kills marked."""
+    """Duplicates (both isolation levels) and stock drift per mode.
+
+    Below, each crash run's output over time, kills marked.
+    """
     modes = doc["modes"]
     names = [m["mode"] for m in modes]
     fig = Figure(figsize=(12, 4 + 2.4 * len(modes)), layout="constrained")
@@ -218,7 +221,7 @@ def semantics_chart(doc: dict, path: Path) -> Path:
     drift = [m["kill_run"]["stock"]["drift"] for m in modes]
     bars = drift_ax.bar(names, drift, color=[MODE_COLOURS.get(n, "#7f7f7f") for n in names])
     drift_ax.bar_label(bars, labels=[f"{d} units\n{m['throughput']['events_per_s']:,.0f} events/s without kills"
-                                     for d, m in zip(drift, modes)], fontsize=9, padding=2)
+                                     for d, m in zip(drift, modes, strict=True)], fontsize=9, padding=2)
     drift_ax.set_ylim(0, max([1] + drift) * 1.4)
     drift_ax.set_ylabel("stock drift (units)")
     drift_ax.set_title("stock used minus units reserved by distinct orders")

@@ -88,7 +88,8 @@ def load_section(load: dict | None) -> str:
     out = (f"{t['produced']:,} of {t['requested']:,} events acknowledged in {len(load['batches'])} batches "
            f"via POST /orders/bulk: {t['events_per_s']:,.0f} events/s over {t['bulk_duration_s']:.2f}s of bulk "
            f"requests.\n")
-    out += ("Analytics counted the whole load " if load["analytics_counted"] else "Analytics did NOT count the whole load; waited ")
+    out += ("Analytics counted the whole load " if load["analytics_counted"]
+            else "Analytics did NOT count the whole load; waited ")
     out += (f"{load['analytics_counted_after_s']:.2f}s after the first batch started "
             f"({load['analytics_counted_after_last_ack_s']:.2f}s after the last acknowledgement).\n\n")
     out += "Per batch (events/s, duration, partition spread):\n" + _table(experiments.load_table(load)) + "\n"
@@ -118,7 +119,8 @@ def lag_section(lag: dict | None) -> str:
     out += "\n" + model_lines(lag) + "\n"
     speedup = lag.get("scale_out_speedup")
     if speedup is not None:
-        out += f"  scaling out to {lag['phases'][1]['instances']} consumers multiplied the drain rate by {speedup:.2f}\n"
+        out += (f"  scaling out to {lag['phases'][1]['instances']} consumers multiplied the drain rate "
+                f"by {speedup:.2f}\n")
     out += (f"  lag reached 0 at t={lag['caught_up_t']:.1f}s\n" if lag["caught_up"]
             else "  lag did NOT reach 0 within the observation window\n")
     out += f"  final status: {lag['final_status']['status']}: {lag['final_status']['reason']}\n\n"
@@ -210,7 +212,7 @@ def render_text(recorded: dict, run: dict | None, reports_dir: Path, title: str 
     head = (f"{title}\n{'#' * len(title)}\n"
             f"Written {stamp} by notebooks/99-report.ipynb from reports/results/*.json (generated; do not edit).\n"
             f"Results recorded: {recorded_at or 'none'}\n")
-    return head + "".join(_heading(s) + b for s, b in zip(SECTIONS, bodies))
+    return head + "".join(_heading(s) + b for s, b in zip(SECTIONS, bodies, strict=True))
 
 
 def write_text_report(title: str = TITLE, reports_dir: Path | None = None) -> Path:
@@ -244,8 +246,8 @@ def notebook_to_render(name: str, executed_dir: Path, results_dir: Path,
 def _with_alt_text(output: dict) -> dict:
     """A PNG output with alt text as an explicit <img>: nbconvert's lab template drops the alt metadata."""
     alt = output.get("metadata", {}).get("image/png", {}).get("alt")
-    if output.get("output_type") not in ("display_data", "execute_result") or "image/png" not in output.get("data", {}) \
-            or not alt:
+    if (output.get("output_type") not in ("display_data", "execute_result")
+            or "image/png" not in output.get("data", {}) or not alt):
         return output
     png = output["data"]["image/png"].replace("\n", "")
     img = f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}"/>'

@@ -81,7 +81,8 @@ def portable_args(argv: list[str], reports_dir: Path | None = None) -> list[str]
     out = []
     for arg in argv:
         opt, eq, value = arg.partition("=")
-        out.append(f"{opt}={portable(value, reports_dir)}" if eq and opt.startswith("-") else portable(arg, reports_dir))
+        out.append(f"{opt}={portable(value, reports_dir)}" if eq and opt.startswith("-")
+                   else portable(arg, reports_dir))
     return out
 
 

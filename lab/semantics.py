@@ -163,7 +163,8 @@ def semantics_table(doc: dict) -> pd.DataFrame:
 # -- Kafka: offsets, reads, the group's progress ------------------------------------------------------
 def high_watermarks(cfg, topic: str = INVENTORY_EVENTS) -> dict[int, int]:
     """{partition: high watermark}: the end of the log, open transactions included."""
-    c = kafka_clients.consumer(cfg, group_id=None, client_id="lab-semantics-offsets", isolation_level="read_uncommitted")
+    c = kafka_clients.consumer(cfg, group_id=None, client_id="lab-semantics-offsets",
+                               isolation_level="read_uncommitted")
     try:
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
         return {tp.partition: off for tp, off in kafka_clients.end_offsets(c, tps).items()}
@@ -261,7 +262,8 @@ def kill_run(stack: LabStack, watch: GroupWatch, mode: str, burst: int, kills: i
     kill_times = []
     for k in range(kills):
         # Each kill lands while the consumer processes: after it has committed since its (re)start.
-        watch.wait(lambda c, lag: c > committed0 or lag == 0, RESUME_TIMEOUT_S, "progress after the restart")
+        watch.wait(lambda c, lag, since=committed0: c > since or lag == 0, RESUME_TIMEOUT_S,
+                   "progress after the restart")
         # Plus a random part of one batch: counted from a commit, a whole number of batches
         # (2 s at 5 ms/event is ten 200 ms batches) lands every kill just after the next commit,
         # where at-least-once has nothing in flight to redeliver.
@@ -293,7 +295,8 @@ def kill_run(stack: LabStack, watch: GroupWatch, mode: str, burst: int, kills: i
     log.info("%s: %d kills; duplicates read_committed %d, read_uncommitted %d; missing %d; stock drift %d",
              mode, len(kill_times), figures["read_committed"]["duplicates"], figures["read_uncommitted"]["duplicates"],
              figures["missing"], figures["stock"]["drift"])
-    return {"produced": produced["produced"], "item": item, "kill_times_s": kill_times, "caught_up_s": round(caught_up_s, 3),
+    return {"produced": produced["produced"], "item": item, "kill_times_s": kill_times,
+            "caught_up_s": round(caught_up_s, 3),
             "window": {"start": start, "end": end}, **figures,
             "markers": markers(start, end, len(reads["read_uncommitted"])),
             "timeline": timeline(ours, int(t0 * 1000), committed_keys)}

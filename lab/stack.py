@@ -18,8 +18,8 @@ import requests
 from lab import paths, processes, security, topology
 from lab.broker import EmbeddedBroker, EmbeddedCluster, node_ports
 from lab.security import SecureHome
-from services.common.config import masked
 from lab.topology import ANALYTICS, APP_SERVICES, INVENTORY, KAFKA, PRODUCER, SERVICES  # noqa: F401 (re-exported)
+from services.common.config import masked
 
 
 class StackError(RuntimeError):
@@ -233,6 +233,7 @@ class Stack:
     def _admin(self, doing: str):
         """The lab's admin client for one step; a Kafka error becomes a one-line StackError naming the step."""
         from kafka.errors import KafkaError
+
         from services.common import kafka_clients
         cfg = self.service_config()
         try:
@@ -261,7 +262,8 @@ class Stack:
         except RuntimeError as exc:
             raise StackError(str(exc)) from None
         self.progress(f"[kafka] secured: SASL_SSL with {security.MECHANISM}, {n} ACLs for "
-                      f"{', '.join(security.PRINCIPALS[1:])}; client settings in {self.secure_home.dir}/<principal>.properties")
+                      f"{', '.join(security.PRINCIPALS[1:])}; "
+                      f"client settings in {self.secure_home.dir}/<principal>.properties")
 
     def _service_env(self, overrides: dict | None = None, principal: str = security.ADMIN) -> dict:
         # The lab's topics get as many replicas as the embedded cluster gives its internal ones.
@@ -294,7 +296,8 @@ class Stack:
             return
         self._settings_file(service).parent.mkdir(parents=True, exist_ok=True)
         # 0600: an override may be a password (KAFKA_SASL_PASSWORD), kept for the next start.
-        security.write_private(self._settings_file(service), json.dumps({"overrides": overrides, "instances": instances}))
+        security.write_private(self._settings_file(service),
+                               json.dumps({"overrides": overrides, "instances": instances}))
         env = {**os.environ, "PYTHONPATH": str(paths.ROOT), "PYTHONUNBUFFERED": "1",
                **self._service_env(overrides, principal=service)}
         for i in range(instances):
@@ -302,7 +305,8 @@ class Stack:
                             log_file=self.log_file(service, i), env={**env, "INSTANCE_ID": str(i)},
                             cwd=paths.ROOT)
         extra = " ".join(f"{k}={v}" for k, v in masked(overrides).items())
-        self.progress(f"[{service}] started{f' x{instances}' if instances > 1 else ''}{f' with {extra}' if extra else ''}")
+        times = f" x{instances}" if instances > 1 else ""
+        self.progress(f"[{service}] started{times}{f' with {extra}' if extra else ''}")
 
     def _stop_service(self, service: str) -> None:
         for f in sorted((self.home / "run").glob(f"{service}-*.pid")):
@@ -431,7 +435,10 @@ class Stack:
         return rows
 
     def _check_size(self, wanted: int) -> None:
-        """Refuse to start N brokers over data formatted for another size (a single broker's quorum is not a cluster's)."""
+        """Refuse to start N brokers over data formatted for another size.
+
+        A single broker's quorum is not a cluster's.
+        """
         saved = Stack(home=self.home, kafka_port=self.kafka_port, controller_port=self.controller_port).broker_count
         formatted = [n for n in EmbeddedCluster(home=self.home, ports=((0, 0),) * max(saved, wanted)).nodes
                      if (n.data_dir / "meta.properties").exists()] if saved != wanted else []
@@ -478,7 +485,8 @@ class Stack:
                     row["under_replicated"] = self.under_replicated() if pids else None
                 if self.is_secure:
                     row["security"] = security.describe()
-                    row["client_properties"] = {p: str(self.secure_home.properties_file(p)) for p in security.PRINCIPALS}
+                    row["client_properties"] = {p: str(self.secure_home.properties_file(p))
+                                                for p in security.PRINCIPALS}
             else:
                 s = self._settings(service)
                 row["address"] = {PRODUCER: self.producer_url, ANALYTICS: self.analytics_url}.get(service)

@@ -87,7 +87,8 @@ def parse_args(argv, environ) -> argparse.Namespace:
     p.add_argument("--batches", type=int, default=4, help="bulk posts they are split into (default 4)")
     p.add_argument("--item", default="mixed", help="the item of every order (default mixed)")
     p.add_argument("--burst", type=int, default=3_000, help="events of step 2's burst (default 3000)")
-    p.add_argument("--throttle-ms", type=int, default=100, help="inventory-consumer's THROTTLE_MS in step 2 (default 100)")
+    p.add_argument("--throttle-ms", type=int, default=100,
+                   help="inventory-consumer's THROTTLE_MS in step 2 (default 100)")
     p.add_argument("--observe-s", type=float, default=20.0,
                    help="seconds to read lag from the burst while throttled, before unthrottling (default 20)")
     p.add_argument("--sample-interval-s", type=float, default=1.0, help="seconds between lag readings (default 1)")
@@ -163,7 +164,8 @@ def table(header: tuple, rows: list[tuple]) -> list[str]:
         return str(v)
     cells = [tuple(map(cell, header))] + [tuple(map(cell, r)) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
              for r in cells]
     return [lines[0], "  ".join("-" * w for w in widths), *lines[1:]]
 
@@ -250,7 +252,8 @@ class Run:
 
     def restart_inventory(self, overrides: dict) -> None:
         shown = " ".join(f"{k}={v}" for k, v in overrides.items())
-        self.note(f"./run_all.sh{' --compose' if self.args.stack == 'compose' else ''} restart {INVENTORY} {shown}".rstrip())
+        compose = " --compose" if self.args.stack == "compose" else ""
+        self.note(f"./run_all.sh{compose} restart {INVENTORY} {shown}".rstrip())
         proc = self.run_all("restart", INVENTORY, *(f"{k}={v}" for k, v in overrides.items()))
         if proc.returncode != 0:
             raise RuntimeError(f"./run_all.sh restart {INVENTORY} failed ({proc.returncode}): "
@@ -321,7 +324,8 @@ def step_load(run: Run) -> None:
         if (m["orders_total"] >= want_o and m["inventory_events_total"] >= want_i) or time.monotonic() > deadline:
             break
         time.sleep(POLL_S)
-    counted_o, counted_i = m["orders_total"] - before["orders_total"], m["inventory_events_total"] - before["inventory_events_total"]
+    counted_o = m["orders_total"] - before["orders_total"]
+    counted_i = m["inventory_events_total"] - before["inventory_events_total"]
     run.out(f"  analytics counted {counted_o:,} orders and {counted_i:,} inventory events of this load "
             f"({time.monotonic() - t0:.1f}s after the last acknowledgement)")
     run.check(produced == a.events, f"the broker acknowledged all {a.events:,} events")
@@ -398,7 +402,7 @@ def step_replay(run: Run) -> None:
     run.out("")
     run.out("3. REPLAY: POST /replay recomputes the metrics from offset 0 in a disposable consumer group")
     run.wait_settled()
-    for attempt in range(30):
+    for _ in range(30):
         resp = run._call("POST", run.args.analytics + "/replay")
         if resp.status_code != 409:  # 409: another replay is running; wait for it
             break

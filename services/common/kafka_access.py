@@ -33,7 +33,10 @@ _DENIED = {
 
 
 def addresses(bootstrap: str) -> list[tuple[str, int]]:
-    """host:port pairs of a bootstrap list ("a:9092,[::1]:9093"; a bare host means port 9092); ValueError names a bad entry."""
+    """host:port pairs of a bootstrap list ("a:9092,[::1]:9093"; a bare host means port 9092).
+
+    ValueError names a bad entry.
+    """
     out = []
     for item in bootstrap.split(","):
         item = item.strip()
@@ -117,7 +120,8 @@ def diagnose(bootstrap: str, conn: ConnectionConfig, timeout_s: float = 3.0) -> 
                 "KAFKA_SASL_MECHANISM")
     return (f"the broker at {where} answers but no client could bootstrap from it with "
             f"KAFKA_SECURITY_PROTOCOL={conn.security_protocol}: if its listener wants SASL, set SASL_SSL or "
-            "SASL_PLAINTEXT with a user; else check that it is a broker (not a controller) and its advertised.listeners")
+            "SASL_PLAINTEXT with a user; else check that it is a broker (not a controller) "
+            "and its advertised.listeners")
 
 
 class _Refused(Exception):
@@ -159,7 +163,8 @@ def _answers_kafka(host: str, port: int, timeout_s: float, tls: ssl.SSLContext |
                 if "mismatch" in reason.lower():
                     raise _Refused(f"{reason} (the broker's certificate does not name {host}): connect by a "
                                    "name the certificate lists") from None
-                raise _Refused(f"{reason}: set KAFKA_SSL_CAFILE to the CA that signed the broker's certificate") from None
+                raise _Refused(f"{reason}: set KAFKA_SSL_CAFILE to the CA that signed the broker's "
+                               "certificate") from None
             except ssl.SSLError as exc:
                 if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
                     raise _Refused("the listener does not speak TLS: use PLAINTEXT or SASL_PLAINTEXT for it") from None
@@ -195,7 +200,7 @@ def _speaks_tls(host: str, port: int, timeout_s: float) -> bool:
 
 
 def explain(exc: BaseException, cfg: Config) -> str:
-    """One line for a Kafka error a service or the lab met, naming the address or principal and the fix; never raises."""
+    """One line for a Kafka error a service or the lab met: the address or principal and the fix; never raises."""
     try:
         return _explain(exc, cfg)
     except Exception as failure:  # noqa: BLE001 - the diagnosis must not replace the error it explains

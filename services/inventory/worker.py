@@ -77,8 +77,8 @@ def last_snapshot(reader, tp: TopicPartition) -> dict | None:
     while hi > 0:
         lo = max(0, hi - step)
         found = None
-        for found in decoded(kafka_clients.read_range(reader, tp, lo, hi), events.decode_stock_snapshot):
-            pass
+        for found in decoded(kafka_clients.read_range(reader, tp, lo, hi), events.decode_stock_snapshot):  # noqa: B007
+            pass  # to the last one: the newest snapshot
         if found is not None:
             return found
         hi, step = lo, step * 8
@@ -239,7 +239,7 @@ class InventoryWorker:
                      len(stock), source, committed, time.monotonic() - t0)
 
     def process(self, batch) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Process one poll batch, in one transaction or (at_least_once) acknowledged, then committed; return the offsets."""
+        """Process one poll batch, in one transaction or (at_least_once) acked, then committed; return the offsets."""
         prod, cfg = self.producer, self.cfg
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         sent = []

@@ -40,7 +40,8 @@ def victim(stack, role: str) -> int:
 def wait_fully_replicated(stack, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while stack.under_replicated() != 0:
-        assert time.monotonic() < deadline, f"under-replicated partitions after {timeout_s}s: {stack.under_replicated()}"
+        assert time.monotonic() < deadline, \
+            f"under-replicated partitions after {timeout_s}s: {stack.under_replicated()}"
         time.sleep(1)
 
 

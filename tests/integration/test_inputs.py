@@ -8,8 +8,7 @@ import time
 import psutil
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from kafka import KafkaConsumer, TopicPartition
 
 from services.analytics.app import create_app as analytics_app
@@ -20,7 +19,8 @@ from tests.integration.kafka_reads import read_topic, values
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-json_scalars = st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False) | st.text(max_size=80)
+json_scalars = (st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False)
+                | st.text(max_size=80))
 json_values = st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=4)
                            | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=12)
 # Bodies near the schema, so the fuzzer reaches the validator's edges, not only "not an object".

@@ -1,4 +1,6 @@
-"""JupyterLab, driven in a real browser: `./run_all.sh lab` against the test's own stack, Debian's Chromium through Playwright.
+"""JupyterLab, driven in a real browser: `./run_all.sh lab` against the test's own stack.
+
+Debian's Chromium, through Playwright.
 
 The user's way in by hand: open notebook 01, set small parameters in its parameters cell, Run All,
 and read the reconciliation table and the load chart in the page. Nothing is saved: the
@@ -62,7 +64,7 @@ def chromium() -> str:
 
 
 def jupyter_settings(root) -> dict:
-    """A settings and workspaces dir of the test's own: no autosave (the notebook is never written) and no news prompt."""
+    """A settings and workspaces dir of the test's own: no autosave (the notebook is never written), no news prompt."""
     settings = root / "settings"
     for plugin, values in {"@jupyterlab/docmanager-extension/plugin": {"autosave": False},
                            "@jupyterlab/apputils-extension/notification": {"fetchNews": "false",
@@ -146,13 +148,15 @@ def run_notebook_in_the_browser(executable: str, url: str, token: str, shots) ->
                 "dialogs": texts(".jp-Dialog"),
                 "stderr": texts('[data-mime-type="application/vnd.jupyter.stderr"]'),
                 "stdout": "\n".join(texts('[data-mime-type="application/vnd.jupyter.stdout"]')),
-                "prompts": [t.strip() for t in texts(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt")],
+                "prompts": [t.strip()
+                            for t in texts(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt")],
                 "reconciliation": reconciliation.first.evaluate(
                     "t => [...t.querySelectorAll('tbody tr')].map(r => [...r.children].map(c => c.textContent.trim()))")
                 if reconciliation.count() else None,
                 "load_table": page.locator(".jp-RenderedHTMLCommon table", has_text="partition 0").first.text_content(),
                 "charts": chart.count(),
-                "chart_size": chart.first.evaluate("img => [img.naturalWidth, img.naturalHeight]") if chart.count() else None,
+                "chart_size": (chart.first.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+                               if chart.count() else None),
             }
         finally:
             browser.close()

@@ -35,7 +35,10 @@ def spanned(before: dict, after: dict) -> int:
 
 
 def burst(stack, n: int) -> tuple[dict, dict, int]:
-    """POST n orders, wait until inventory committed them: InventoryEvents' high watermarks before and after, records between."""
+    """POST n orders, wait until inventory committed them.
+
+    Returns InventoryEvents' high watermarks before and after, and the records between.
+    """
     wait_for(lambda: inventory_group_caught_up(stack), 60, what="inventory-grp to catch up before")
     before = end_offsets(stack.bootstrap, [INVENTORY_EVENTS])          # high watermarks
     r = requests.post(stack.producer_url + "/orders/bulk", json={"n": n, "item": "mixed"}, timeout=60)

@@ -143,7 +143,8 @@ def _leave_open_transaction(bootstrap: str, transactional_id: str, tp: TopicPart
     """
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="test-admin")
     nodes = [str(b["broker_id"]) for b in admin.describe_cluster()["brokers"]]
-    verification = [[ConfigResource(ConfigResourceType.BROKER, n, configs={"transaction.partition.verification.enable": v})
+    verification = [[ConfigResource(ConfigResourceType.BROKER, n,
+                                    configs={"transaction.partition.verification.enable": v})
                      for n in nodes] for v in ("false", "true")]
     admin.alter_configs(verification[0])
     try:

@@ -18,13 +18,13 @@ from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 
 from lab import paths, security
 from lab.stack import ANALYTICS, INVENTORY, PRODUCER, StackError
-from services.common.config import Config, ENV_DEFAULTS
+from services.common.config import ENV_DEFAULTS, Config
 from services.common.kafka_access import diagnose, explain
 from services.common.kafka_clients import build_client
 from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
 from tests.conftest import make_stack
-from tests.integration.test_notebooks import QUICK, lab_env, run_lab
 from tests.integration.kafka_reads import wait_for
+from tests.integration.test_notebooks import QUICK, lab_env, run_lab
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def test_the_seed_steps_and_the_quick_lab_run_secured(secure_stack, tmp_path):
     before = requests.get(s.analytics_url + "/metrics", timeout=30).json()["orders_total"]
     r = requests.post(s.producer_url + "/order", json={"item": "pizza", "qty": 2}, timeout=30)
     assert r.status_code == 201, r.text
-    assert requests.post(s.producer_url + "/orders/bulk", json={"n": 1000, "item": "mixed"}, timeout=60).status_code == 201
+    r = requests.post(s.producer_url + "/orders/bulk", json={"n": 1000, "item": "mixed"}, timeout=60)
+    assert r.status_code == 201, r.text
 
     def drained():
         m = requests.get(s.analytics_url + "/metrics", timeout=30).json()
@@ -157,7 +158,8 @@ def test_kafkas_own_cli_takes_the_client_properties(secure_stack, tmp_path):
     s = secure_stack
 
     def topics(principal):
-        out = subprocess.run(["java", "-cp", f"{paths.JARS_DIR}/*", f"-Dlog4j2.configurationFile={paths.KAFKA_DIR / 'log4j2.properties'}",
+        out = subprocess.run(["java", "-cp", f"{paths.JARS_DIR}/*",
+                              f"-Dlog4j2.configurationFile={paths.KAFKA_DIR / 'log4j2.properties'}",
                               f"-Dkafka.logs.file={tmp_path / 'cli.log'}",
                               "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", s.bootstrap,
                               "--command-config", str(s.secure_home.properties_file(principal)), "--list"],
@@ -173,8 +175,10 @@ def test_kafkas_own_cli_takes_the_client_properties(secure_stack, tmp_path):
 
 def test_no_secret_shows_in_logs_endpoints_or_status(secure_stack):
     s = secure_stack
-    seen = [requests.get(s.producer_url + path, timeout=10).text for path in ("/stats", "/healthz", "/metrics/prometheus")]
-    seen += [requests.get(s.analytics_url + path, timeout=30).text for path in ("/metrics", "/healthz", "/metrics/prometheus")]
+    seen = [requests.get(s.producer_url + path, timeout=10).text
+            for path in ("/stats", "/healthz", "/metrics/prometheus")]
+    seen += [requests.get(s.analytics_url + path, timeout=30).text
+             for path in ("/metrics", "/healthz", "/metrics/prometheus")]
     seen.append(json.dumps(s.status()))
     seen += [f.read_text(errors="replace") for f in (s.home / "logs").iterdir() if f.is_file()]
     leaks = [p for p in passwords(s) for text in seen if p in text]

@@ -12,8 +12,16 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from lab import paths
 from lab.verify import reconcile
 from services.common.events import DecodeError, decode_inventory, decode_order, decode_stock_snapshot
-from services.common.topics import (INVENTORY_EVENTS, INVENTORY_STATE, ORDER_EVENTS, RETENTION_MS, TOPICS,
-                                    TopicMismatchError, TopicSpec, check_topics)
+from services.common.topics import (
+    INVENTORY_EVENTS,
+    INVENTORY_STATE,
+    ORDER_EVENTS,
+    RETENTION_MS,
+    TOPICS,
+    TopicMismatchError,
+    TopicSpec,
+    check_topics,
+)
 from tests.integration.kafka_reads import end_offsets, group_ids, read_topic, wait_for
 
 
@@ -189,7 +197,8 @@ def _committed(stack, group: str, topic: str) -> dict[int, int]:
 
 
 def test_inventory_state_snapshots_match_history_and_offsets(stack, http):
-    assert http.post(stack.producer_url + "/orders/bulk", json={"n": 300, "item": "mixed"}, timeout=60).status_code == 201
+    r = http.post(stack.producer_url + "/orders/bulk", json={"n": 300, "item": "mixed"}, timeout=60)
+    assert r.status_code == 201, r.text
     settled_metrics(http, stack)
     snaps = _snapshots(stack)
     assert sorted(snaps) == [0, 1, 2]

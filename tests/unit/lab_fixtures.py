@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def sample(t: float, phase: int, committed: list[int], ends: list[int], age: float) -> dict:
     parts = [{"partition": p, "end_offset": e, "committed": c, "lag": e - c, "lag_seconds": age if e > c else 0.0}
-             for p, (c, e) in enumerate(zip(committed, ends))]
+             for p, (c, e) in enumerate(zip(committed, ends, strict=True))]
     return {"t": t, "wall": 1_700_000_000 + t, "phase": phase, "partitions": parts,
             "total_lag": sum(x["lag"] for x in parts), "max_lag_seconds": max(x["lag_seconds"] for x in parts)}
 

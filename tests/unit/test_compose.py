@@ -184,7 +184,7 @@ def stage(name: str) -> list[str]:
     """The instructions of one stage of services/Dockerfile."""
     lines = [l.strip() for l in DOCKERFILE.splitlines() if l.strip() and not l.strip().startswith("#")]
     starts = [i for i, l in enumerate(lines) if l.startswith("FROM ")]
-    for a, b in zip(starts, [*starts[1:], len(lines)]):
+    for a, b in zip(starts, [*starts[1:], len(lines)], strict=True):
         if lines[a].endswith(f" AS {name}"):
             return lines[a:b]
     raise AssertionError(f"no stage {name}")

@@ -53,7 +53,8 @@ def stack(tmp_path, docker, monkeypatch):
 
 
 @pytest.mark.parametrize("service,overrides,instances,message", [
-    ("inventory-consumer", {"LOG_LEVEL": "DEBUG"}, 1, "takes only COMMIT_INTERVAL_MS, INITIAL_STOCK, PROCESSING_GUARANTEE, THROTTLE_MS"),
+    ("inventory-consumer", {"LOG_LEVEL": "DEBUG"}, 1,
+     "takes only COMMIT_INTERVAL_MS, INITIAL_STOCK, PROCESSING_GUARANTEE, THROTTLE_MS"),
     ("analytics-consumer", {"THROTTLE_MS": "5"}, 1, "not THROTTLE_MS"),
     ("producer-order", {}, 2, "--instances applies to inventory-consumer only"),
     ("kafka", {"X": "1"}, 1, "kafka takes no overrides"),

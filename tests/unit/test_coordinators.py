@@ -1,4 +1,4 @@
-"""Which __consumer_offsets partition coordinates a group: Kafka's own rule, checked on names whose hash is negative too."""
+"""Which __consumer_offsets partition coordinates a group: Kafka's own rule, on names whose hash is negative too."""
 import pytest
 
 from lab.coordinators import group_partition

@@ -2,8 +2,7 @@
 import json
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from services.common import events
 from services.common.events import DecodeError, ValidationError

@@ -238,8 +238,10 @@ def test_an_unreachable_cluster_is_not_a_refusal_and_the_check_stops():
 
 @pytest.mark.parametrize("error, start", [
     (Errors.TopicAuthorizationFailedError("InventoryEvents"), "not authorised: producer-order may not use a topic"),
-    (Errors.GroupAuthorizationFailedError("inventory-grp"), "not authorised: producer-order may not use a consumer group"),
-    (Errors.TransactionalIdAuthorizationFailedError(), "not authorised: producer-order may not use its transactional id"),
+    (Errors.GroupAuthorizationFailedError("inventory-grp"),
+     "not authorised: producer-order may not use a consumer group"),
+    (Errors.TransactionalIdAuthorizationFailedError(),
+     "not authorised: producer-order may not use its transactional id"),
     (Errors.SaslAuthenticationFailedError("SaslAuthenticationFailedError: invalid credentials"),
      "login refused at 127.0.0.1:9092 for user 'producer-order' (SCRAM-SHA-512): invalid credentials"),
     # A connection lost to one broker of a cluster is that broker's fault, not the settings': no diagnosis.

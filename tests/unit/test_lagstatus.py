@@ -80,7 +80,8 @@ def test_evaluate_uses_only_the_window_before_the_chosen_sample():
     # Over the whole run lag rose from 0 (the burst); over the last three seconds it falls.
     assert evaluate(recorded, window_s=10, stop_after_s=15).status == Status.WARN
     assert evaluate(recorded, window_s=3, stop_after_s=15).reason.startswith("p0 lag falling 50 -> 20")
-    assert evaluate(recorded, window_s=10, stop_after_s=15, at=1).reason.endswith("rising 0 -> 50 while offsets advance")
+    assert evaluate(recorded, window_s=10, stop_after_s=15, at=1).reason.endswith(
+        "rising 0 -> 50 while offsets advance")
 
 
 def test_evaluate_needs_samples():

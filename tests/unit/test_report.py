@@ -85,8 +85,9 @@ def executed_notebook(path, marker):
             # A chart as a cell's last expression, as the notebooks show theirs.
             nbformat.v4.new_output("execute_result", data={"image/png": PNG, "text/plain": "<Image>"},
                                    metadata={"image/png": {"alt": f"{marker} last chart"}}, execution_count=1),
-            nbformat.v4.new_output("execute_result", data={"text/html": f"<table><tr><td>{marker} table</td></tr></table>",
-                                                           "text/plain": "table"}, execution_count=1),
+            nbformat.v4.new_output("execute_result",
+                                   data={"text/html": f"<table><tr><td>{marker} table</td></tr></table>",
+                                         "text/plain": "table"}, execution_count=1),
         ]),
         nbformat.v4.new_code_cell("no_output_here = 2"),
     ]

@@ -12,7 +12,8 @@ from tests.conftest import free_port
 def test_defaults_are_the_seeds_numbers_and_ports():
     a = seed.parse_args(["--stack", "embedded"], {})
     assert (a.events, a.batches, a.burst, a.throttle_ms) == (10_000, 4, 3_000, 100)
-    assert (a.producer, a.analytics, a.bootstrap) == ("http://127.0.0.1:7001", "http://127.0.0.1:7002", "127.0.0.1:9092")
+    assert (a.producer, a.analytics, a.bootstrap) == \
+        ("http://127.0.0.1:7001", "http://127.0.0.1:7002", "127.0.0.1:9092")
     assert a.report == seed.DEFAULT_REPORT and a.report.parent.name == "tests"
     assert a.report.name == "kafka_metrics_report.txt"
 
@@ -20,7 +21,8 @@ def test_defaults_are_the_seeds_numbers_and_ports():
 def test_the_environment_run_all_uses_moves_the_defaults():
     env = {"PRODUCER_PORT": "8001", "ANALYTICS_PORT": "8002", "KAFKA_PORT": "19092", "LAB_STACK": ""}
     a = seed.parse_args(["--stack", "embedded"], env)
-    assert (a.producer, a.analytics, a.bootstrap) == ("http://127.0.0.1:8001", "http://127.0.0.1:8002", "127.0.0.1:19092")
+    assert (a.producer, a.analytics, a.bootstrap) == \
+        ("http://127.0.0.1:8001", "http://127.0.0.1:8002", "127.0.0.1:19092")
     assert seed.parse_args([], {"KAFKA_BOOTSTRAP": "broker:9092"}).bootstrap == "broker:9092"
 
 
@@ -59,7 +61,8 @@ def test_split(n, parts, sizes):
 def test_the_before_after_table():
     rows = seed.before_after_rows({"orders_total": 5, "by": {"a": 1}, "phase": "live"},
                                   {"orders_total": 7, "by": {"a": 1, "b": 2}, "phase": "live"})
-    assert rows == [("orders_total", 5, 7, 2), ("by.a", 1, 1, 0), ("phase", "live", "live", None), ("by.b", None, 2, None)]
+    assert rows == [("orders_total", 5, 7, 2), ("by.a", 1, 1, 0), ("phase", "live", "live", None),
+                    ("by.b", None, 2, None)]
     lines = seed.table(("metric", "before", "after", "delta"), rows)
     assert lines[0].split() == ["metric", "before", "after", "delta"]
     assert lines[2].split() == ["orders_total", "5", "7", "2"] and lines[-1].split() == ["by.b", "-", "2", "-"]

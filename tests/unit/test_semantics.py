@@ -11,7 +11,7 @@ import matplotlib.image
 import pytest
 
 from lab import paths, plots, report, semantics
-from services.common.config import ConfigError, Config
+from services.common.config import Config, ConfigError
 
 
 def ev(order_id: str, qty: int, left: int, status: str = "reserved", warehouse: int = 0, item: str = "pizza") -> dict:
