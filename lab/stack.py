@@ -56,6 +56,25 @@ class LabStack(Protocol):
     def status(self) -> dict: ...
 
 
+@contextmanager
+def admin_session(cfg, doing: str):
+    """The lab's admin client for one step; a Kafka error becomes a one-line StackError naming the step.
+    A function, not a method: ComposeStack borrows Stack.ensure_topics, which must need only service_config()."""
+    from kafka.errors import KafkaError
+
+    from services.common import kafka_clients
+    try:
+        admin = kafka_clients.admin(cfg)
+    except KafkaError as exc:
+        raise StackError(explain(exc, cfg)) from None
+    try:
+        yield admin
+    except KafkaError as exc:
+        raise StackError(f"could not {doing}: {explain(exc, cfg)}") from None
+    finally:
+        admin.close()
+
+
 @dataclass
 class Stack:
     """One embedded stack whose state (data, logs, pid files) lives under home."""
@@ -229,27 +248,10 @@ class Stack:
             self._start(service, s["overrides"], s["instances"])
         self.wait_healthy()
 
-    @contextmanager
-    def _admin(self, doing: str):
-        """The lab's admin client for one step; a Kafka error becomes a one-line StackError naming the step."""
-        from kafka.errors import KafkaError
-
-        from services.common import kafka_clients
-        cfg = self.service_config()
-        try:
-            admin = kafka_clients.admin(cfg)
-        except KafkaError as exc:
-            raise StackError(explain(exc, cfg)) from None
-        try:
-            yield admin, cfg
-        except KafkaError as exc:
-            raise StackError(f"could not {doing}: {explain(exc, cfg)}") from None
-        finally:
-            admin.close()
-
     def ensure_topics(self) -> None:
         from services.common.topics import ensure_topics
-        with self._admin("create the topics") as (admin, cfg):
+        cfg = self.service_config()
+        with admin_session(cfg, "create the topics") as admin:
             created = ensure_topics(admin, replication_factor=cfg.topic_replication_factor)
         if created:
             self.progress(f"[kafka] created topics {', '.join(created)}")
@@ -257,7 +259,7 @@ class Stack:
     def apply_acls(self) -> None:
         """Give each service's principal its ACLs (idempotent), and say where the client settings are."""
         try:
-            with self._admin("set the services' ACLs") as (admin, _cfg):
+            with admin_session(self.service_config(), "set the services' ACLs") as admin:
                 n = security.apply_acls(admin, security.service_acls())
         except RuntimeError as exc:
             raise StackError(str(exc)) from None

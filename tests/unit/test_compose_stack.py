@@ -171,3 +171,21 @@ def test_an_instance_is_found_by_compose_number_whatever_replica_survived_a_scal
     assert "label=com.docker.compose.service=inventory-consumer" in argv and "--all" in argv
     s.kill("inventory-consumer")
     assert s.run.argvs[-1][-1] == "lab-test-inventory-consumer-3"
+
+
+def test_compose_borrows_the_embedded_topic_step_which_needs_only_the_service_config(tmp_path, monkeypatch):
+    # Stack.ensure_topics runs on a ComposeStack too (one topic step for both): a helper it calls on self
+    # that ComposeStack lacks broke `--compose up` once. The admin client is a stand-in: what is under
+    # test is the plumbing, not Kafka (tests/integration/test_compose.py creates the topics for real).
+    from services.common import kafka_clients, topics
+    seen = []
+
+    class Admin:
+        def close(self):
+            seen.append("closed")
+
+    monkeypatch.setattr(kafka_clients, "admin", lambda cfg, **kw: seen.append(cfg.bootstrap) or Admin())
+    monkeypatch.setattr(topics, "ensure_topics", lambda admin, replication_factor: ["OrderEvents"])
+    said = []
+    ComposeStack(home=tmp_path, run=FakeDocker(), progress=said.append).ensure_topics()
+    assert seen == ["127.0.0.1:9094", "closed"] and said == ["[kafka] created topics OrderEvents"]
