@@ -25,9 +25,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.topics import (
+    ANALYTICS_STATE,
+    INVENTORY_EVENTS,
+    INVENTORY_EVENTS_DLQ,
+    INVENTORY_STATE,
+    ORDER_EVENTS,
+    ORDER_EVENTS_DLQ,
+)
 from services.common.transactions import OFFSETS_TOPIC
-from services.common.topics import (ANALYTICS_STATE, INVENTORY_EVENTS, INVENTORY_EVENTS_DLQ, INVENTORY_STATE,
-                                    ORDER_EVENTS, ORDER_EVENTS_DLQ)
 
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "lab-admin"
@@ -161,7 +167,7 @@ class SecureHome:
 
     def connection(self, principal: str):
         """principal's ConnectionConfig, as the services would read it from client_env."""
-        from services.common.config import ConnectionConfig, ENV_DEFAULTS
+        from services.common.config import ENV_DEFAULTS, ConnectionConfig
         return ConnectionConfig.from_env({**ENV_DEFAULTS, **self.client_env(principal)})
 
     def scram_format_args(self) -> list[str]:
@@ -218,7 +224,8 @@ def make_certificates(days: int = 3650, hosts: tuple[str, ...] = ("localhost", "
     from cryptography.x509.oid import NameOID
 
     now = datetime.datetime.now(datetime.timezone.utc)
-    valid = dict(not_valid_before=now - datetime.timedelta(minutes=5), not_valid_after=now + datetime.timedelta(days=days))
+    valid = dict(not_valid_before=now - datetime.timedelta(minutes=5),
+                 not_valid_after=now + datetime.timedelta(days=days))
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kafka-lab CA")])
@@ -227,7 +234,8 @@ def make_certificates(days: int = 3650, hosts: tuple[str, ...] = ("localhost", "
                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                             content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                            key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+                                            key_agreement=False, encipher_only=False, decipher_only=False),
+                              critical=True)
                .sign(ca_key, hashes.SHA256()))
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -259,8 +267,16 @@ def _san(host: str):
 
 def apply_acls(admin, grants, timeout_s: float = 30.0) -> int:
     """Create the grants (ALLOW, any host) and wait until the broker enforces them; Kafka keeps one copy of each."""
-    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern,
-                             ResourcePatternFilter, ResourceType)
+    from kafka.admin import (
+        ACL,
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourcePatternFilter,
+        ResourceType,
+    )
     acls = [ACL(principal=f"User:{g.principal}", host="*", operation=ACLOperation[g.operation],
                 permission_type=ACLPermissionType.ALLOW,
                 resource_pattern=ResourcePattern(ResourceType[g.resource], g.name,

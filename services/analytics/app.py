@@ -10,7 +10,7 @@ from kafka.errors import KafkaError
 
 from services.analytics import openapi
 from services.analytics.live import GROUP as ANALYTICS_GROUP, TOPICS, LiveMetrics
-from services.analytics.replay import Replayer, ReplayBusy
+from services.analytics.replay import ReplayBusy, Replayer
 from services.common import kafka_clients, lag
 from services.common.config import Config
 from services.common.http import ApiError, init_app

@@ -37,13 +37,13 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from services.common import events, kafka_clients
+from services.analytics.metrics import MetricsState, fold_record, snapshot
+from services.analytics.snapshot import SnapshotStore
+from services.common import kafka_clients
 from services.common.config import Config
 from services.common.kafka_access import explain
 from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, ORDER_EVENTS
 from services.common.watchdog import StallWatch, group_lists
-from services.analytics.metrics import MetricsState, fold_record, snapshot
-from services.analytics.snapshot import SnapshotStore
 from services.inventory.worker import dead_letter_headers
 
 log = logging.getLogger(__name__)

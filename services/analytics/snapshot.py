@@ -159,7 +159,8 @@ def decode_snapshot(raw: bytes | None) -> Snapshot:
     if doc.get("schema") != SCHEMA_VERSION:
         raise SnapshotRejected(f"schema {doc.get('schema')!r}, this version reads {SCHEMA_VERSION}")
     offsets_doc, ids = doc.get("offsets"), doc.get("topic_ids")
-    if type(offsets_doc) is not dict or set(offsets_doc) != set(INPUTS) or any(type(v) is not dict for v in offsets_doc.values()):
+    if (type(offsets_doc) is not dict or set(offsets_doc) != set(INPUTS)
+            or any(type(v) is not dict for v in offsets_doc.values())):
         raise SnapshotRejected(f"offsets: not one object per topic of {list(INPUTS)}")
     if type(ids) is not dict or any(v is not None and type(v) is not str for v in ids.values()):
         raise SnapshotRejected("topic_ids: not an object of strings")
@@ -175,7 +176,10 @@ def decode_snapshot(raw: bytes | None) -> Snapshot:
 
 def check_trusted(snap: Snapshot, topic_ids: dict[str, str | None], starts: dict[TopicPartition, int],
                   ends: dict[TopicPartition, int]) -> None:
-    """Raise SnapshotRejected unless snap's offsets still describe these logs (starts/ends: every input partition now)."""
+    """Raise SnapshotRejected unless snap's offsets still describe these logs.
+
+    starts/ends: every input partition's offsets now.
+    """
     for topic in INPUTS:
         then, now = snap.topic_ids.get(topic), topic_ids.get(topic)
         if then and now and then != now:

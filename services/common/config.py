@@ -5,7 +5,6 @@ import os
 import socket
 from dataclasses import dataclass, field, fields
 
-
 # Every environment variable the services read, with its default. The compose file,
 # the README and tests/test_compose.py are checked against this table.
 ENV_DEFAULTS: dict[str, str] = {
@@ -131,7 +130,8 @@ class ConnectionConfig:
     def validate(self) -> None:
         """Refuse, in one line, a combination no broker would accept (before any connection is tried)."""
         if self.security_protocol not in SECURITY_PROTOCOLS:
-            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: use one of {', '.join(SECURITY_PROTOCOLS)}")
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: "
+                              f"use one of {', '.join(SECURITY_PROTOCOLS)}")
         if self.uses_sasl:
             mechanism = self.sasl_mechanism or "PLAIN"
             if mechanism not in SASL_MECHANISMS:

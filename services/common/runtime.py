@@ -4,7 +4,6 @@ from __future__ import annotations
 import gc
 import logging
 
-
 # A secret shorter than this is not masked: replacing every "abc" in every line would garble
 # the logs, and so short a password is no secret anyway (config refuses an empty one).
 MIN_MASKED_LENGTH = 6
@@ -52,7 +51,8 @@ def mask_secrets(secrets) -> None:
     for name in _SERVICE_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             old = handler.formatter
-            handler.setFormatter(MaskingFormatter(secrets, old._fmt if old else LOG_FORMAT, old.datefmt if old else None))
+            handler.setFormatter(MaskingFormatter(secrets, old._fmt if old else LOG_FORMAT,
+                                                  old.datefmt if old else None))
 
 
 def freeze_startup_heap() -> None:

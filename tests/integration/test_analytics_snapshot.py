@@ -1,4 +1,6 @@
-"""analytics-consumer's AnalyticsState snapshots on a real stack: kills under load, refused records, a restart that skips history.
+"""analytics-consumer's AnalyticsState snapshots on a real stack.
+
+Kills under load, refused records, a restart that skips history.
 
 The stack starts with snapshots off (ANALYTICS_SNAPSHOT_EVERY_S=0), so the first test finds no
 snapshot of analytics' own in AnalyticsState, only the records it writes there itself.
@@ -109,7 +111,7 @@ def test_corrupt_foreign_and_other_schema_records_are_ignored_and_the_start_fold
         + before["dead_letters_total"]
     new_lines = "\n".join(log.read_text().splitlines()[seen:])
     for reason in ("not JSON", "not an analytics snapshot", f"schema {SCHEMA_VERSION + 1}, this version reads"):
-        assert f"AnalyticsState record ignored" in new_lines and reason in new_lines, reason
+        assert "AnalyticsState record ignored" in new_lines and reason in new_lines, reason
     after = assert_equals_replay(stack)
     assert after["orders_total"] == before["orders_total"]
 

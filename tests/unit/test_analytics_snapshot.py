@@ -9,8 +9,17 @@ import pytest
 from kafka import TopicPartition
 
 from services.analytics.metrics import MetricsState, fold_record, snapshot
-from services.analytics.snapshot import (INPUTS, MAX_SNAPSHOT_BYTES, SCHEMA_VERSION, Snapshot, SnapshotRejected,
-                                         SnapshotStore, check_trusted, decode_snapshot, encode_snapshot)
+from services.analytics.snapshot import (
+    INPUTS,
+    MAX_SNAPSHOT_BYTES,
+    SCHEMA_VERSION,
+    Snapshot,
+    SnapshotRejected,
+    SnapshotStore,
+    check_trusted,
+    decode_snapshot,
+    encode_snapshot,
+)
 from services.common import events
 from services.common.config import Config
 from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
@@ -91,7 +100,8 @@ def _doc(**changes) -> bytes:
     (b"\x00\x01garbage", "not JSON"),
     (b"[1, 2]", "not an analytics snapshot"),
     # Someone else's record, e.g. an InventoryState snapshot written to the wrong topic.
-    (events.encode({"schema": 1, "warehouse": 0, "orders_offset": 5, "stock": {"pizza": 3}}), "not an analytics snapshot"),
+    (events.encode({"schema": 1, "warehouse": 0, "orders_offset": 5, "stock": {"pizza": 3}}),
+     "not an analytics snapshot"),
     (_doc(schema=SCHEMA_VERSION + 1), f"schema {SCHEMA_VERSION + 1}, this version reads {SCHEMA_VERSION}"),
     (_doc(schema=KeyError), "schema None"),
     (_doc(offsets__OrderEvents=KeyError), "offsets: not one object per topic"),

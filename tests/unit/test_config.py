@@ -74,7 +74,8 @@ def test_the_password_never_shows_in_a_repr_or_a_string():
     ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL='TLS': use one of PLAINTEXT, SSL"),
     ({**SCRAM, "KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM='GSSAPI'"),
     ({**SCRAM, "KAFKA_SASL_PASSWORD": ""}, "needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"),
-    ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/no/such/ca.pem"}, "KAFKA_SSL_CAFILE=/no/such/ca.pem: no such file"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/no/such/ca.pem"},
+     "KAFKA_SSL_CAFILE=/no/such/ca.pem: no such file"),
 ])
 def test_settings_that_cannot_work_are_refused_in_one_line(env, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as err:
