@@ -36,6 +36,16 @@ USAGE = """./run_all.sh [COMMAND] [options]
 """
 
 
+# What ruff checks before the tests; pyproject.toml holds its rules.
+LINTED = ("services", "lab", "tests")
+
+
+def lint(root=None, targets=None) -> int:
+    """ruff check of targets (LINTED) under root with the project's rules: the report to stdout, its exit code back."""
+    return subprocess.call([sys.executable, "-m", "ruff", "check", "--config", str(paths.ROOT / "pyproject.toml"),
+                            *(targets or LINTED)], cwd=root or paths.ROOT)
+
+
 def _kv(pairs: list[str]) -> dict:
     out = {}
     for p in pairs:
@@ -164,6 +174,10 @@ def _dispatch(command: str, rest: list[str], compose: bool = False) -> int:
         return 0
     if command == "test":
         env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
+        # Lint first, in seconds: the README's test command and CI fail on a finding, with ruff's report.
+        if (code := lint()) != 0:
+            print("ruff check failed (above); fix those lines first (pyproject.toml states the rules)", file=sys.stderr)
+            return code
         # Unit tests first: they fail fast, and they run before any Kafka client of an integration
         # test exists in the process (a background client's jitter draws from the global random,
         # which hypothesis takes for a strategy using it).

@@ -1,0 +1,34 @@
+"""lab/cli.py: the test command's lint step."""
+from __future__ import annotations
+
+import pytest
+
+from lab import cli
+
+CLEAN = "import os\n\nprint(os.sep)\n"
+
+
+@pytest.mark.parametrize("source, rule", [
+    ("import os\n", "F401"),                                             # pyflakes
+    ("import sys\nimport os\n\nprint(os.sep, sys.argv)\n", "I001"),      # import order
+    ("def f(x=[]):\n    return x\n", "B006"),                            # bugbear
+    ("x = '" + "y" * 130 + "'\n", "E501"),                               # line length
+])
+def test_lint_fails_with_ruffs_report_on_a_finding(tmp_path, capfd, source, rule):
+    (tmp_path / "bad.py").write_text(source)
+    assert cli.lint(tmp_path, ["."]) != 0
+    assert rule in capfd.readouterr().out
+
+
+def test_lint_passes_a_clean_file(tmp_path, capfd):
+    (tmp_path / "good.py").write_text(CLEAN)
+    assert cli.lint(tmp_path, ["."]) == 0
+
+
+def test_test_command_stops_before_pytest_when_lint_fails(tmp_path, capfd, monkeypatch):
+    (tmp_path / "bad.py").write_text("import os\n")
+    monkeypatch.setattr(cli, "LINTED", (str(tmp_path),))
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    assert cli.main(["test", "--collect-only", "-q", "tests/unit/test_cli.py"]) != 0
+    out, err = capfd.readouterr()
+    assert "F401" in out and "ruff check failed" in err and "collected" not in out
