@@ -25,7 +25,7 @@ from kafka.errors import KafkaError
 from lab import lagstatus
 from lab.broker import kafka_version
 from lab.pipeline import PAPERMILL_ENV
-from lab.stack import ANALYTICS, INVENTORY, LabStack
+from lab.stack import ANALYTICS, INVENTORY, LabStack, restore_services
 from services.analytics.metrics import flatten
 from services.common import events, kafka_clients
 from services.common.events import DecodeError
@@ -512,27 +512,6 @@ def drain_model(phase: dict, partitions: int) -> dict:
 def phase_label(instances: int, throttle_ms: int) -> str:
     who = f"{instances} consumer{'s' if instances > 1 else ''}"
     return f"{who}, {throttle_ms} ms/event" if throttle_ms else f"{who}, unthrottled"
-
-
-def restore_services(stack: LabStack) -> list[str]:
-    """Undo what the experiments change.
-
-    inventory-consumer unthrottled, exactly-once, x1; analytics rebuilding at start.
-    """
-    restored = []
-    status = stack.status()
-    inv = status[INVENTORY]
-    changed = ("THROTTLE_MS", "PROCESSING_GUARANTEE")   # notebooks 02 and 04
-    if any(k in inv["overrides"] for k in changed) or inv["instances"] != 1:
-        stack.restart(INVENTORY, {k: v for k, v in inv["overrides"].items() if k not in changed}, instances=1)
-        restored.append(INVENTORY)
-    an = status[ANALYTICS]
-    if "ANALYTICS_REBUILD" in an["overrides"] or not an["running"]:
-        stack.restart(ANALYTICS, {k: v for k, v in an["overrides"].items() if k != "ANALYTICS_REBUILD"})
-        restored.append(ANALYTICS)
-    if restored:
-        log.info("restored %s to normal", ", ".join(restored))
-    return restored
 
 
 def run_lag_experiment(stack: LabStack, *, throttle_ms: int, burst: int, sample_interval_s: float,

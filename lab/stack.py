@@ -1,6 +1,7 @@
 """Stack control for the embedded stack: the broker, the topics and the three services as processes.
 
-`./run_all.sh up|down|status|logs|restart` and the notebooks use the same Stack object.
+`./run_all.sh up|down|status|logs|restart` and the notebooks use the same Stack object. What every stack
+shares (LabStack, StackError, restore_services) is in lab/labstack.py, the status in lab/stackstatus.py.
 """
 from __future__ import annotations
 
@@ -8,75 +9,22 @@ import json
 import os
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import requests
 
 from lab import paths, processes, security, topology
 from lab.broker import EmbeddedBroker, EmbeddedCluster, node_ports
+from lab.labstack import LabStack, StackError, admin_session, explain, restore_services  # noqa: F401 (re-exported)
 from lab.security import SecureHome
+from lab.stackstatus import StackStatus
 from lab.topology import ANALYTICS, APP_SERVICES, INVENTORY, KAFKA, PRODUCER, SERVICES  # noqa: F401 (re-exported)
 from services.common.config import masked
 
 
-class StackError(RuntimeError):
-    """A stack operation failed; the message says what and where to look."""
-
-
-@runtime_checkable
-class LabStack(Protocol):
-    """What the pipeline, the notebooks, verify and the bench use of a stack: Stack and ComposeStack both are one."""
-    home: Path
-    producer_port: int
-    analytics_port: int
-    external_bootstrap: str | None
-    env: dict
-    progress: object
-
-    @property
-    def bootstrap(self) -> str: ...
-    @property
-    def producer_url(self) -> str: ...
-    @property
-    def analytics_url(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    def describe(self) -> str: ...
-    def service_config(self): ...
-    def child_environment(self) -> dict[str, str]: ...
-    def up(self) -> None: ...
-    def ensure_topics(self) -> None: ...
-    def down(self, wipe: bool = False) -> None: ...
-    def restart(self, service: str, overrides: dict | None = None, instances: int = 1) -> None: ...
-    def kill(self, service: str, instance: int = 0) -> bool: ...
-    def start_instance(self, service: str, instance: int) -> None: ...
-    def status(self) -> dict: ...
-
-
-@contextmanager
-def admin_session(cfg, doing: str):
-    """The lab's admin client for one step; a Kafka error becomes a one-line StackError naming the step.
-    A function, not a method: ComposeStack borrows Stack.ensure_topics, which must need only service_config()."""
-    from kafka.errors import KafkaError
-
-    from services.common import kafka_clients
-    try:
-        admin = kafka_clients.admin(cfg)
-    except KafkaError as exc:
-        raise StackError(explain(exc, cfg)) from None
-    try:
-        yield admin
-    except KafkaError as exc:
-        raise StackError(f"could not {doing}: {explain(exc, cfg)}") from None
-    finally:
-        admin.close()
-
-
 @dataclass
-class Stack:
+class Stack(StackStatus):
     """One embedded stack whose state (data, logs, pid files) lives under home."""
     home: Path = paths.STATE_DIR
     kafka_port: int = topology.KAFKA_PORT
@@ -400,42 +348,6 @@ class Stack:
             return processes.kill(node.pid_file)
         return processes.kill(self._pid_file(service, instance))
 
-    def active_controller(self) -> int | None:
-        """The KRaft leader, from the quorum state the nodes keep on disk (the newest epoch wins)."""
-        best = (-1, None)
-        for n in self.cluster.nodes:
-            try:
-                state = json.loads((n.data_dir / "__cluster_metadata-0" / "quorum-state").read_text())
-            except (FileNotFoundError, ValueError):
-                continue
-            if state.get("leaderId", -1) >= 0 and state.get("leaderEpoch", -1) > best[0]:
-                best = (state["leaderEpoch"], state["leaderId"])
-        return best[1]
-
-    def under_replicated(self) -> int | None:
-        """Partitions (internal ones included) whose in-sync replicas are fewer than their replicas; None if unknown."""
-        from services.common import kafka_clients
-        try:
-            admin = kafka_clients.admin(self.service_config(), client_id="lab-status")
-        except Exception:  # noqa: BLE001 - status reports what it can
-            return None
-        try:
-            return sum(len(p["isr_nodes"]) < len(p["replica_nodes"]) for t in admin.describe_topics()
-                       for p in t["partitions"])
-        except Exception:  # noqa: BLE001
-            return None
-        finally:
-            admin.close()
-
-    def broker_rows(self) -> list[dict]:
-        """One row per node: name, pid, address, whether it is the active controller."""
-        leader = self.active_controller()
-        rows = [{"name": f"kafka-{n.node_id}", "node_id": n.node_id, "pid": n.running_pid(), "address": n.bootstrap}
-                for n in self.cluster.nodes]
-        for r in rows:   # the quorum state on disk outlives the processes: a stopped node leads nothing
-            r["controller"] = bool(r["pid"]) and r["node_id"] == leader
-        return rows
-
     def _check_size(self, wanted: int) -> None:
         """Refuse to start N brokers over data formatted for another size.
 
@@ -471,40 +383,8 @@ class Stack:
         processes.start(self._command(service), pid_file=self._pid_file(service, instance),
                         log_file=self.log_file(service, instance), env=env, cwd=paths.ROOT)
 
-    def status(self) -> dict:
-        """For each service: running or not, pid(s), address, overrides."""
-        out = {}
-        for service in SERVICES:
-            pids = self._pids(service)
-            row = {"running": bool(pids), "pids": pids}
-            if service == KAFKA:
-                row["address"] = self.bootstrap
-                row["external"] = bool(self.external_bootstrap)
-                if self.external_bootstrap:
-                    row["running"] = None  # not ours to know; see the cluster itself
-                elif self.broker_count > 1:
-                    row["brokers"] = self.broker_rows()
-                    row["under_replicated"] = self.under_replicated() if pids else None
-                if self.is_secure:
-                    row["security"] = security.describe()
-                    row["client_properties"] = {p: str(self.secure_home.properties_file(p))
-                                                for p in security.PRINCIPALS}
-            else:
-                s = self._settings(service)
-                row["address"] = {PRODUCER: self.producer_url, ANALYTICS: self.analytics_url}.get(service)
-                row["instances"] = s["instances"] if pids else 0
-                row["overrides"] = masked(s["overrides"])
-            out[service] = row
-        return out
-
 
 def node_of(service: str) -> int | None:
     """kafka-2 -> 2: one node of an embedded cluster (kafka-1 is node 1, plain kafka all of them)."""
     name, _, number = service.rpartition("-")
     return int(number) if name == KAFKA and number.isdigit() else None
-
-
-def explain(exc: Exception, cfg) -> str:
-    """One line for a Kafka failure at up: unreachable, TLS, login or ACL, with the address and the fix."""
-    from services.common.kafka_access import explain as kafka_explain
-    return kafka_explain(exc, cfg)
