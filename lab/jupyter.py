@@ -16,7 +16,7 @@ from tornado import web
 
 from lab import paths
 from lab.pipeline import KernelError, check_kernel, environment, kernel_environment, sigterm_as_interrupt
-from lab.stack import LabStack
+from lab.stack import LabStack, restore_services
 
 
 class KernelConnection(ZMQChannelsWebsocketConnection):
@@ -55,8 +55,6 @@ def lab_command(port: int) -> list[str]:
 
 def main(rest: list[str], stack: LabStack) -> int:
     """Start the stack and JupyterLab; when JupyterLab exits (Ctrl-C), stop the stack unless --keep."""
-    from lab.experiments import restore_services
-
     p = argparse.ArgumentParser(prog="./run_all.sh lab",
                                 description="Start the stack and JupyterLab on notebooks/ at 127.0.0.1.")
     p.add_argument("--port", type=int, default=8888,

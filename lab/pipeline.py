@@ -25,7 +25,7 @@ import yaml
 from traitlets.config import Config
 
 from lab import paths, results
-from lab.stack import LabStack, StackError
+from lab.stack import LabStack, StackError, restore_services
 
 NOTEBOOKS = ("01-load-10k", "02-consumer-lag", "03-replay", "04-delivery-semantics", "99-report")
 STANDING_PARAMS = paths.PARAMS_DIR / "lab.yaml"
@@ -285,8 +285,6 @@ def _findings(reports_dir: Path) -> list[str]:
 
 def main(rest: list[str], stack: LabStack) -> int:
     """./run_all.sh [--keep] [--params FILE]... [-p NAME=VALUE]...: the whole lab, end to end."""
-    from lab.experiments import restore_services
-
     try:
         args, declared, overrides, layers = plan(rest)
     except ParameterError as exc:
