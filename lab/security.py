@@ -26,12 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.topics import (
+    ANALYTICS_GROUP,
     ANALYTICS_STATE,
     INVENTORY_EVENTS,
     INVENTORY_EVENTS_DLQ,
+    INVENTORY_GROUP,
     INVENTORY_STATE,
     ORDER_EVENTS,
     ORDER_EVENTS_DLQ,
+    REPLAY_GROUP_PREFIX,
+    TRANSACTIONAL_ID_PREFIX,
 )
 from services.common.transactions import OFFSETS_TOPIC
 
@@ -62,9 +66,6 @@ class Grant:
 
 def service_acls() -> tuple[Grant, ...]:
     """Each service's ACLs: only what its code does, so a bug or a stolen password reaches no further."""
-    from services.analytics.live import GROUP as analytics_group
-    from services.analytics.replay import REPLAY_GROUP_PREFIX
-    from services.inventory.worker import GROUP as inventory_group, TRANSACTIONAL_ID_PREFIX
 
     def grants(principal, resource, name, *ops, pattern=LITERAL):
         return [Grant(principal, resource, name, pattern, op) for op in ops]
@@ -84,7 +85,7 @@ def service_acls() -> tuple[Grant, ...]:
         + grants(INVENTORY, TOPIC, INVENTORY_STATE, "READ", "WRITE", "ALTER")
         + grants(INVENTORY, TOPIC, ORDER_EVENTS_DLQ, "READ", "WRITE", "ALTER")
         + grants(INVENTORY, TOPIC, OFFSETS_TOPIC, "READ", "ALTER")
-        + grants(INVENTORY, GROUP, inventory_group, "READ")
+        + grants(INVENTORY, GROUP, INVENTORY_GROUP, "READ")
         + grants(INVENTORY, TRANSACTIONAL_ID, TRANSACTIONAL_ID_PREFIX, "WRITE", pattern=PREFIXED)
         # analytics-consumer: reads both topics, writes the inventory DLQ, its live group and
         # its replay groups (which it deletes afterwards); describes inventory-grp for /metrics' lag.
@@ -93,9 +94,9 @@ def service_acls() -> tuple[Grant, ...]:
         + grants(ANALYTICS, TOPIC, INVENTORY_EVENTS, "READ")
         + grants(ANALYTICS, TOPIC, ANALYTICS_STATE, "READ", "WRITE", "DESCRIBE")
         + grants(ANALYTICS, TOPIC, INVENTORY_EVENTS_DLQ, "WRITE")
-        + grants(ANALYTICS, GROUP, analytics_group, "READ")
+        + grants(ANALYTICS, GROUP, ANALYTICS_GROUP, "READ")
         + grants(ANALYTICS, GROUP, REPLAY_GROUP_PREFIX, "READ", "DELETE", pattern=PREFIXED)
-        + grants(ANALYTICS, GROUP, inventory_group, "DESCRIBE")
+        + grants(ANALYTICS, GROUP, INVENTORY_GROUP, "DESCRIBE")
     )
 
 

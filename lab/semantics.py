@@ -24,8 +24,7 @@ from services.common import events, kafka_clients
 from services.common.config import AT_LEAST_ONCE, EXACTLY_ONCE, PROCESSING_GUARANTEES, parse_guarantee
 from services.common.events import DecodeError
 from services.common.lag import group_lag
-from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
-from services.inventory.worker import GROUP as INVENTORY_GROUP
+from services.common.topics import INVENTORY_EVENTS, INVENTORY_GROUP, ORDER_EVENTS
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 from kafka.errors import KafkaError
 
 from services.analytics import openapi
-from services.analytics.live import GROUP as ANALYTICS_GROUP, TOPICS, LiveMetrics
+from services.analytics.live import TOPICS, LiveMetrics
 from services.analytics.replay import ReplayBusy, Replayer
 from services.common import kafka_clients, lag
 from services.common.config import Config
@@ -17,8 +17,7 @@ from services.common.http import ApiError, init_app
 from services.common.kafka_access import AccessCheck, explain
 from services.common.prometheus import export_analytics
 from services.common.runtime import configure_logging
-from services.common.topics import ORDER_EVENTS
-from services.inventory.worker import GROUP as INVENTORY_GROUP
+from services.common.topics import ANALYTICS_GROUP, INVENTORY_GROUP, ORDER_EVENTS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("analytics", __name__)
@@ -48,7 +47,7 @@ class LagReader:
             except Exception as exc:  # noqa: BLE001 - lag is an extra; /metrics must still answer
                 log.warning("lag read failed: %r", exc)
                 self.close()
-                raise ApiError(503, f"lag unavailable: {exc.__class__.__name__}: {exc}") from None
+                raise lag.LagUnavailable(f"lag unavailable: {exc.__class__.__name__}: {exc}") from None
 
     def close(self):
         for c in (self._admin, self._peek):
@@ -72,9 +71,9 @@ def get_metrics():
                         "snapshots": live.snapshots.describe() if live.snapshots is not None else None}
     try:
         body["lag"] = _ext("lag_reader").read()
-    except ApiError as exc:
+    except lag.LagUnavailable as exc:
         body["lag"] = None
-        body["lag_error"] = exc.message
+        body["lag_error"] = str(exc)
     return jsonify(body)
 
 

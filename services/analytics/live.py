@@ -33,21 +33,20 @@ import threading
 import time
 from collections import deque
 
-from kafka import TopicPartition
+from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
 from services.analytics.metrics import MetricsState, fold_record, snapshot
 from services.analytics.snapshot import SnapshotStore
 from services.common import kafka_clients
 from services.common.config import Config
+from services.common.dead_letters import dead_letter_headers
 from services.common.kafka_access import explain
-from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, ORDER_EVENTS
+from services.common.topics import ANALYTICS_GROUP, DLQ_FOR, INVENTORY_EVENTS, ORDER_EVENTS
 from services.common.watchdog import StallWatch, group_lists
-from services.inventory.worker import dead_letter_headers
 
 log = logging.getLogger(__name__)
-GROUP = "analytics-grp"
+GROUP = ANALYTICS_GROUP  # this consumer's group
 TOPICS = (ORDER_EVENTS, INVENTORY_EVENTS)
 
 

@@ -6,17 +6,16 @@ import threading
 import time
 import uuid
 
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
+from kafka import OffsetAndMetadata, TopicPartition
 
 from services.analytics.live import TOPICS, read_into
 from services.analytics.metrics import MetricsState, diff, snapshot
 from services.common import kafka_clients
 from services.common.config import Config
+from services.common.topics import REPLAY_GROUP_PREFIX
 
 log = logging.getLogger(__name__)
 # Every replay's disposable group starts so (a secured cluster grants analytics this prefix).
-REPLAY_GROUP_PREFIX = "analytics-replay-"
 
 
 class ReplayBusy(RuntimeError):

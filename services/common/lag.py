@@ -4,9 +4,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from kafka import TopicPartition
-from kafka.admin import OffsetSpec
-from kafka.protocol.consumer.offsets import IsolationLevel
+from kafka import IsolationLevel, OffsetSpec, TopicPartition
+
+
+class LagUnavailable(RuntimeError):
+    """The broker could not answer a lag read; the message names why."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from services.common.lag import LagUnavailable
 from services.common.topics import ORDER_EVENTS
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,8 @@ class LiveStateCollector(Collector):
 class LagCollector(Collector):
     """Per-partition lag of the consumer groups, read from the broker at each scrape."""
 
-    def __init__(self, read_lag: Callable[[], list[dict]], unavailable: type[Exception] = Exception):
+    def __init__(self, read_lag: Callable[[], list[dict]]):
         self.read_lag = read_lag          # -> rows shaped like services.common.lag.PartitionLag.as_dict()
-        self.unavailable = unavailable    # the error read_lag raises when Kafka cannot answer
 
     def collect(self):
         labels = ["group", "topic", "partition"]
@@ -85,7 +85,7 @@ class LagCollector(Collector):
         ok = GaugeMetricFamily("lab_lag_read_success", "1 if the last lag read reached the broker, else 0")
         try:
             rows = self.read_lag()
-        except self.unavailable as exc:
+        except LagUnavailable as exc:
             # A down broker must not break the scrape: the other metrics still matter.
             log.warning("lag read failed: %s", exc)
             rows = None
@@ -107,6 +107,5 @@ def export_producer(registry, stats) -> None:
 
 def export_analytics(registry, live, read_lag: Callable[[], list[dict]]) -> None:
     """Register analytics-consumer's consumed, dead-letter and lag metrics in its app registry."""
-    from services.common.http import ApiError  # how LagReader.read says "Kafka unavailable"
     registry.register(LiveStateCollector(live))
-    registry.register(LagCollector(read_lag, unavailable=ApiError))
+    registry.register(LagCollector(read_lag))

@@ -24,6 +24,11 @@ INVENTORY_STATE = "InventoryState"
 # cover, so a restart folds only what came after (services/analytics/snapshot.py). One
 # partition, one key: the newest trusted record is the starting point; compaction keeps it.
 ANALYTICS_STATE = "AnalyticsState"
+# The consumer groups and id prefixes, beside the topics they read: ACLs, lag and the lab name them too.
+INVENTORY_GROUP = "inventory-grp"
+ANALYTICS_GROUP = "analytics-grp"
+REPLAY_GROUP_PREFIX = "analytics-replay-"        # one disposable group per POST /replay, deleted after
+TRANSACTIONAL_ID_PREFIX = "inventory-consumer-"  # + INSTANCE_ID: one transactional id per replica
 # Small segments, because compaction never touches the active one.
 STATE_SEGMENT_BYTES = 16 * 1024 * 1024
 

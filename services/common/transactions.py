@@ -17,6 +17,7 @@ undoes the whole transaction consistently; the orders are simply processed again
 from __future__ import annotations
 
 import logging
+import threading
 
 from kafka import TopicPartition
 from kafka.admin import AbortTransactionSpec
@@ -52,3 +53,28 @@ def abort_fenced_transactions(admin, transactional_id: str, topics) -> list[Topi
         admin.abort_transaction(AbortTransactionSpec(tp, p.producer_id, p.producer_epoch, p.coordinator_epoch))
         aborted.append(tp)
     return aborted
+
+
+class TransactionStuck(RuntimeError):
+    """A transactional call did not finish in time (the producer's I/O thread may be dead)."""
+
+
+def bounded(call, timeout_s: float, what: str):
+    """Run call with a deadline: kafka-python's transactional waits block forever otherwise."""
+    done = threading.Event()
+    box: dict = {}
+
+    def run():
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"txn-{what}", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise TransactionStuck(f"{what} did not finish within {timeout_s:.0f}s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")

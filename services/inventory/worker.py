@@ -22,23 +22,29 @@ import logging
 import threading
 import time
 
-from kafka import TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
 from services.common import events, kafka_clients, transactions
 from services.common.config import EXACTLY_ONCE, Config
+from services.common.dead_letters import dead_letter_headers
 from services.common.events import DecodeError
 from services.common.kafka_access import explain
-from services.common.topics import DLQ_FOR, INVENTORY_EVENTS, INVENTORY_STATE, ORDER_EVENTS
+from services.common.topics import (
+    DLQ_FOR,
+    INVENTORY_EVENTS,
+    INVENTORY_GROUP,
+    INVENTORY_STATE,
+    ORDER_EVENTS,
+    TRANSACTIONAL_ID_PREFIX,
+)
+from services.common.transactions import TransactionStuck, bounded
 from services.common.watchdog import ConsumerStalled, StallWatch, group_lists
 from services.inventory.stock import inventory_event, reserve, stock_from_events, stock_snapshot
 
 log = logging.getLogger(__name__)
-GROUP = "inventory-grp"
+GROUP = INVENTORY_GROUP  # this worker's group
 # transactional_id = prefix + INSTANCE_ID (a secured cluster grants inventory this prefix).
-TRANSACTIONAL_ID_PREFIX = "inventory-consumer-"
 # Records per transaction when unthrottled: from MIN_BATCH, grown while there is a backlog.
 MIN_BATCH = 500
 MAX_BATCH = 5000
@@ -53,12 +59,6 @@ TXN_BATCH_BYTES = 256 * 1024
 # How long a new owner waits for a snapshot that is behind the committed offset: the commit
 # markers of one transaction reach its partitions one by one.
 SNAPSHOT_CATCH_UP_S = 5.0
-
-
-def dead_letter_headers(error: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
-    """Headers of a dead-letter record: why it failed and where it came from."""
-    return [("dlq.error", error.encode()[:1000]), ("dlq.source.topic", topic.encode()),
-            ("dlq.source.partition", str(partition).encode()), ("dlq.source.offset", str(offset).encode())]
 
 
 def decoded(records, decode):
@@ -306,31 +306,6 @@ class InventoryWorker:
             per_record = (time.monotonic() - t0) / n
             self.batch = max(MIN_BATCH, min(MAX_BATCH, int(cfg.commit_interval_ms / 1000 / per_record)))
         return offsets
-
-
-class TransactionStuck(RuntimeError):
-    """A transactional call did not finish in time (the producer's I/O thread may be dead)."""
-
-
-def bounded(call, timeout_s: float, what: str):
-    """Run call with a deadline: kafka-python's transactional waits block forever otherwise."""
-    done = threading.Event()
-    box: dict = {}
-
-    def run():
-        try:
-            box["result"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"txn-{what}", daemon=True).start()
-    if not done.wait(timeout_s):
-        raise TransactionStuck(f"{what} did not finish within {timeout_s:.0f}s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
 
 
 class _Rebalance(ConsumerRebalanceListener):

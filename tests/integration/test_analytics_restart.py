@@ -5,7 +5,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import CoordinatorNotAvailableError
 
 from lab.stack import ANALYTICS
-from services.analytics.live import GROUP
+from services.common.topics import ANALYTICS_GROUP as GROUP
 from tests.integration.kafka_reads import wait_for
 
 

@@ -18,8 +18,7 @@ import requests
 from lab import coordinators
 from lab.experiments import wait_settled
 from lab.verify import reconcile
-from services.common.topics import ORDER_EVENTS
-from services.inventory.worker import GROUP as INVENTORY_GROUP
+from services.common.topics import INVENTORY_GROUP, ORDER_EVENTS
 
 CATCH_UP_BOUND_S = 120   # a guard against a stall; the README states the measured times (20-31 s)
 

@@ -8,8 +8,7 @@ import requests
 from lab.stack import INVENTORY
 from services.common import kafka_clients
 from services.common.lag import group_lag
-from services.common.topics import ORDER_EVENTS
-from services.inventory.worker import GROUP
+from services.common.topics import INVENTORY_GROUP as GROUP, ORDER_EVENTS
 
 
 def test_repeated_readings_match_the_offsets_while_a_slow_consumer_works(stack):

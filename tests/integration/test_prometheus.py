@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.analytics.live import GROUP as ANALYTICS_GROUP
 from services.common.prometheus import PATH
-from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
-from services.inventory.worker import GROUP as INVENTORY_GROUP
+from services.common.topics import ANALYTICS_GROUP, INVENTORY_EVENTS, INVENTORY_GROUP, ORDER_EVENTS
 from tests.integration.kafka_reads import end_offsets, wait_for
 
 

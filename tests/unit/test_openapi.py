@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 from services.analytics.app import create_app as analytics_app
 from services.common import events
 from services.common.config import Config
-from services.common.http import ApiError
+from services.common.lag import LagUnavailable
 from services.producer.app import create_app as producer_app
 from tests.unit.openapi_check import check, response_schema
 
@@ -19,7 +19,7 @@ IMPLICIT = {"HEAD", "OPTIONS"}  # Flask adds these to every rule
 
 class DownLag:
     def read(self):
-        raise ApiError(503, "lag unavailable: Kafka down")
+        raise LagUnavailable("lag unavailable: Kafka down")
 
 
 def closed_port_config(**env) -> Config:

@@ -12,7 +12,7 @@ from services.analytics.app import create_app as analytics_app
 from services.analytics.metrics import fold_record
 from services.common import events
 from services.common.config import Config
-from services.common.http import ApiError
+from services.common.lag import LagUnavailable
 from services.common.prometheus import PATH, LagCollector
 from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
 from services.producer.app import create_app as producer_app
@@ -54,13 +54,13 @@ class FixedLag:
 
     def read(self):
         if self.rows is None:
-            raise ApiError(503, "lag unavailable: Kafka down")
+            raise LagUnavailable("lag unavailable: Kafka down")
         return self.rows
 
 
 def test_lag_collector_uses_kafka_lag_exporter_names_and_labels():
     registry = CollectorRegistry()
-    registry.register(LagCollector(lambda: LAG_ROWS, unavailable=ApiError))
+    registry.register(LagCollector(lambda: LAG_ROWS))
     got = samples(generate_latest(registry).decode())
     assert got[("kafka_consumergroup_group_lag", lab(group="inventory-grp", topic=ORDER_EVENTS, partition="0"))] == 6
     assert got[("kafka_consumergroup_group_lag", lab(group="inventory-grp", topic=ORDER_EVENTS, partition="1"))] == 0
@@ -76,15 +76,15 @@ def test_lag_collector_uses_kafka_lag_exporter_names_and_labels():
 
 def test_lag_collector_reports_an_unreachable_broker_and_lets_bugs_surface():
     def down():
-        raise ApiError(503, "Kafka unavailable")
+        raise LagUnavailable("Kafka unavailable")
 
     registry = CollectorRegistry()
-    registry.register(LagCollector(down, unavailable=ApiError))
+    registry.register(LagCollector(down))
     got = samples(generate_latest(registry).decode())
     assert got == {("lab_lag_read_success", lab()): 0}
 
     broken = CollectorRegistry()
-    broken.register(LagCollector(lambda: [{"group": "g"}], unavailable=ApiError))
+    broken.register(LagCollector(lambda: [{"group": "g"}]))
     with pytest.raises(KeyError):
         generate_latest(broken)
 
