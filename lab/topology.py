@@ -24,14 +24,10 @@ HTTP_PORTS = {PRODUCER: int(ENV_DEFAULTS["PRODUCER_PORT"]), ANALYTICS: int(ENV_D
 # in its worker, and one producer per process batches best.
 APP_FACTORIES = {PRODUCER: "services.producer.app:create_app()",
                  ANALYTICS: "services.analytics.app:create_app()"}
-# How each worker serves concurrent requests. producer-order's requests spend their time
-# waiting for the broker's ack; in gevent's one thread that wait costs a greenlet switch. With
-# gthread's 16 threads each request crossed four threads (poller, pool thread, kafka-python's
-# I/O thread and back), and the process spent its CPU on futex wake-ups and GIL hand-offs:
-# 14k context switches/s at 580 req/s against 330 with gevent. Alternating runs of POST /order
-# at concurrency 8 (bench stack, 3 s each): 524 -> 812 req/s, p99 34.4 -> 21.6 ms; c=32 633 ->
-# 975 req/s; c=1 unchanged; a 100k bulk 10-12k -> 11-16k events/s. analytics-consumer stays
-# on threads: its consumer loop folds records in Python, which would starve gevent's loop.
+# How each worker serves concurrent requests. producer-order's requests wait for the broker's
+# ack, which in gevent's one thread costs a greenlet switch instead of four thread hand-offs
+# (docs/tuning.md). analytics-consumer stays on threads: its loop folds records in Python,
+# which would starve gevent's loop.
 WORKER_CLASS = {PRODUCER: ["--worker-class", "gevent", "--worker-connections", "256"],
                 ANALYTICS: ["--worker-class", "gthread", "--threads", "8"]}
 WORKER_MODULES = {INVENTORY: "services.inventory"}

@@ -100,10 +100,9 @@ _validators = {
 }
 _bulk_validators: dict[int, jsonschema.Draft202012Validator] = {}
 
-# The fast path. jsonschema's iter_errors + best_match cost ~30 us per record, over half of a
-# replay's time (py-spy, 200k events). These checks accept only documents the schemas above
-# accept too (exact int and str types, the same regex); anything else, valid or not, goes
-# through jsonschema, so accept/reject decisions and error messages stay jsonschema's.
+# The fast path: jsonschema per record was over half of a replay's time (docs/tuning.md). These
+# checks accept only documents the schemas above accept too (exact int and str types, the same
+# regex); anything else goes through jsonschema, so decisions and messages stay jsonschema's.
 _ITEM_RE = re.compile(_ITEM["pattern"])
 _STATUSES = frozenset(_INVENTORY_EVENT["properties"]["status"]["enum"])
 

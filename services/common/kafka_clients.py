@@ -41,9 +41,8 @@ def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str
         enable_idempotence=True,
         linger_ms=linger_ms,
         batch_size=batch_size,
-        # A down broker must surface as an error within bounded time, not a hang. That
-        # includes the constructor: kafka-python 3 connects there, for 30 s by default,
-        # so a producer renewed during an outage held POST /order for 30 s before its 503.
+        # A down broker must surface as an error within bounded time, not a hang: the
+        # constructor too, where kafka-python 3 connects (docs/tuning.md).
         bootstrap_timeout_ms=cfg.kafka_timeout_ms,
         max_block_ms=cfg.kafka_timeout_ms,
         request_timeout_ms=cfg.kafka_timeout_ms,
@@ -51,35 +50,21 @@ def producer(cfg: Config, *, transactional_id: str | None = None, client_id: str
         # delivery timeout under linger + request timeout.
         delivery_timeout_ms=max(cfg.delivery_timeout_ms, cfg.kafka_timeout_ms + linger_ms + 5),
         reconnect_backoff_max_ms=1000,
-        # kafka-python's client-side metrics cost ~10% of producer-order's CPU at POST /order
-        # (Sensor.record per produce request); nothing reads them.
+        # Nothing reads kafka-python's client-side metrics, and they cost CPU per produce request.
         metrics_enabled=False,
         **cfg.connection.client_options(),
     )
     if transactional_id:
         opts["transactional_id"] = transactional_id
-        # A transaction's first AddPartitionsToTxn usually meets CONCURRENT_TRANSACTIONS while
-        # the broker still writes the previous commit's markers. The Java client retries that
-        # after 20 ms; kafka-python 3.0.12 computes the same 20 ms but its sender sleeps the
-        # producer-wide retry_backoff_ms (100 ms by default) instead. Measured on 15
-        # transactions of 100 records: 541 ms waiting to send at 100, 100 ms at 20.
+        # CONCURRENT_TRANSACTIONS is retried after retry_backoff_ms in kafka-python (20 ms in the
+        # Java client); it meets most transactions' first AddPartitionsToTxn (docs/tuning.md).
         opts["retry_backoff_ms"] = 20
     return build_client(KafkaProducer, **opts)
 
 
-# How the streaming consumers (inventory-grp, analytics-grp) fetch: the broker answers once it
-# has 64 KiB or after 200 ms. kafka-python's default (answer as soon as one byte is there) made
-# a steady stream of single orders cost one fetch, one wake-up of the client's network thread
-# and one commit or transaction per handful of records: at ~700 POST /order per second
-# analytics used 65% of a core and inventory 26%; with a 64 KiB minimum and 50 ms, 11% and 17%.
-# Below 64 KiB per wait, each consumer fetches and commits once per wait: 20 times a second
-# at 50 ms, 5 at 200 ms (idle: 5 empty fetches a second). With 200, POST /order's p99 at
-# concurrency 8 went from 21-35 ms (median 28) to 20-27 ms (median 21) in six alternating
-# pairs on the bench stack. A backlog fills 64 KiB at once, so bulk throughput is unchanged.
-# At the very end of a run the last records can wait up to 200 ms per hop: in alternating 10k
-# end-to-end runs that made no difference within the noise (end-to-end / produce 1.19-1.52 at
-# 50 ms, 1.23-1.94 at 200 ms, and the same ranking in a second A/B). A lone order waits at
-# most 200 ms per hop (the Java client's default wait is 500 ms).
+# How the streaming consumers fetch: the broker answers once it has 64 KiB or after 200 ms, so a
+# stream of single orders costs one fetch and one commit per wait, not per handful of records;
+# a lone order waits at most 200 ms per hop (measurements: docs/tuning.md).
 STREAM_FETCH = {"fetch_min_bytes": 64 * 1024, "fetch_max_wait_ms": 200}
 
 
@@ -92,8 +77,7 @@ def consumer(cfg: Config, *, group_id: str | None, client_id: str = "lab", **ext
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
-        # A member killed with -9 holds its partitions until its session expires; 10 s
-        # (instead of 45 s) lets the restarted or surviving instances take over quickly.
+        # A member killed with -9 holds its partitions until its session expires: 10 s, not 45.
         session_timeout_ms=10000,
         heartbeat_interval_ms=3000,
         request_timeout_ms=max(cfg.kafka_timeout_ms, 30000) + 5000,

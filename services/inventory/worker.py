@@ -140,9 +140,7 @@ class InventoryWorker:
         self.stock = {}
         self.unbuilt = set()
         # Nobody reads a transaction's records before its commit, and the commit flushes
-        # them: lingering until then fills each produce request instead of sending a part
-        # every 5 ms. Backlog of 20k orders, alternating runs on the bench stack: 12-15k
-        # events/s at linger 5 ms and 64 KiB batches, 17-21k at this (raw loop: 15-19k).
+        # them: lingering until then fills each produce request (docs/tuning.md).
         # Throttled (the lab's slow consumer) a batch is COMMIT_INTERVAL_MS of sleeps, and its
         # records go out as they are made: a crash mid-batch then leaves them in the log,
         # aborted (exactly_once) or for good (at_least_once), as in a real slow transaction.

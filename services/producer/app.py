@@ -22,19 +22,12 @@ from services.producer.stats import ProducerStats
 
 log = logging.getLogger(__name__)
 bp = Blueprint("orders", __name__)
-# 1 ms: under load the orders of concurrent POST /order requests share produce requests
-# instead of each forcing its own (linger 0). Alternating runs at c=8 on the
-# bench stack: p99 18.5-22.2 ms at 1 ms, 18.7-28.3 ms at 0 (c=1 p50 pays: 1.5 -> 3 ms).
-# A bulk fills its batches either way (20-26k events/s at linger 0 and 5, raw producer).
+# 1 ms: under load concurrent POST /order requests share produce requests instead of each
+# forcing its own (docs/tuning.md).
 ORDER_LINGER_MS = 1
-# producer-order runs under gevent (lab/topology.py), where nothing preempts a loop: a bulk
-# hands the event loop back every YIELD_EVERY records, so the producer's I/O greenlet sends
-# what is queued and other requests get answered. A zero sleep is not enough: it runs other
-# greenlets but polls no socket. Never yielding, a 100k bulk queued every record before the
-# first batch left, and /stats waited up to 3.4 s. Every 1000 records, orders reached Kafka
-# in bursts of ~1300 and the consumers idled between them: end-to-end for 10k took 1.5-1.9x
-# the produce time. Every 100 (~7 ms of work, close to the 5 ms GIL switch interval gthread
-# gave the I/O thread), they flow: 1.1-1.4x, and the bulk's events/s is unchanged.
+# Under gevent nothing preempts a loop: a bulk hands the event loop back every YIELD_EVERY
+# records, so the I/O greenlet sends what is queued and other requests get answered. A zero
+# sleep polls no socket; every 1000 records sent the orders in bursts (docs/tuning.md).
 YIELD_EVERY = 100
 
 
@@ -71,8 +64,8 @@ class OrderSender:
         prod = self.producer()
         # Past the delivery timeout every future has an answer; a little more covers the flush itself.
         timeout_s = (self.cfg.delivery_timeout_ms + self.cfg.kafka_timeout_ms) / 1000
-        # Per record only the future, its send time and its batch number: 100k per-record
-        # callbacks and result dicts made producer-order's RSS peak at 224 MB (bench, n=100k).
+        # Per record only the future, its send time and its batch number: per-record callbacks
+        # and result dicts made a 100k bulk's memory peak several times higher.
         futures: list = []
         sent_at = array("d")
         batch_of = array("l")
@@ -108,9 +101,8 @@ class OrderSender:
                 order_ids.append(ev["order_id"])
         try:
             if with_offsets:
-                # POST /order waits for its own record only. flush() would also wait for
-                # the records of every other request in flight: at concurrency 8 that was
-                # p99 30-43 ms against 20-28 ms waiting on the record (bench, orders).
+                # POST /order waits for its own record only: flush() would also wait for the
+                # records of every other request in flight.
                 deadline = time.perf_counter() + timeout_s
                 for fut in futures:
                     try:
