@@ -31,9 +31,9 @@ class MaskingFormatter(logging.Formatter):
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-# kafka-python logs every failed connection attempt in 3 to 5 lines; the services say what
-# went wrong themselves in one line (kafka_access.py). Only
-# these chatty network loggers are silenced: kafka.net.selector keeps its "IO loop crashed".
+# kafka-python logs every failed connection attempt in 3 to 5 lines; the services say what went
+# wrong themselves in one line (kafka_access.py). Only these chatty network loggers are
+# silenced: kafka.net.selector keeps its "IO loop crashed".
 _QUIET = ("kafka.net.connection", "kafka.net.manager", "kafka.net.transport", "kafka.net.inet")
 
 
