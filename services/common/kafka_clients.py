@@ -101,7 +101,9 @@ def end_offsets(consumer, tps, attempts: int = 10, timeout_ms: int | None = 3000
     """consumer.end_offsets (the last stable offset for read_committed), retried.
 
     kafka-python 3.0.12 raises KeyError when a partition's leader is not yet in its
-    metadata (just after start or a broker restart); a metadata refresh cures it.
+    metadata (just after start or a broker restart); a metadata refresh cures it. Private
+    access: the consumer has no public refresh, so consumer._client.cluster is asked for one
+    (the topic_ids test in tests/unit/test_kafka_clients.py holds that path).
     """
     for attempt in range(attempts):
         try:
@@ -151,6 +153,16 @@ def read_back(consumer, tp, first_step: int = 16):
         lo = max(0, hi - step)
         yield from reversed(list(read_range(consumer, tp, lo, hi)))
         hi, step = lo, step * 8
+
+
+def batch_future(record_future):
+    """The future of the produce batch a record was appended to: one callback there serves them all.
+
+    Private access: kafka-python keeps it as FutureRecordMetadata._produce_future, with no public
+    name; without it the record's own future serves (one callback per record, just slower).
+    tests/unit/test_kafka_clients.py fails if the attribute moves.
+    """
+    return getattr(record_future, "_produce_future", record_future)
 
 
 def topic_ids(client, topics) -> dict[str, str | None]:

@@ -85,10 +85,8 @@ class OrderSender:
                 first_error = f"Kafka unavailable: {exc}"
                 break
             # Every record of a producer batch is acknowledged at once, so one callback per
-            # batch (hundreds of records) stamps the ack time; it runs on the producer's I/O
-            # thread. kafka-python keeps the batch's future in _produce_future; without it,
-            # the record's own future serves (one callback per record).
-            batch = getattr(fut, "_produce_future", fut)
+            # batch (hundreds of records) stamps the ack time; it runs on the producer's I/O thread.
+            batch = kafka_clients.batch_future(fut)
             b = batch_numbers.get(batch)
             if b is None:
                 b = batch_numbers[batch] = len(acked_at)

@@ -5,6 +5,7 @@ import os
 import socket
 
 import pytest
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from services.common import kafka_clients
@@ -57,3 +58,13 @@ def test_topic_ids_reads_kafka_pythons_cluster_metadata_where_it_keeps_them():
             {"OrderEvents": "AAAAAAAAAAAAAAAAAAAAAA", "Unknown": None}
     finally:
         consumer.close()
+
+
+def test_batch_future_is_the_produce_batch_future_kafka_python_keeps_on_each_record_future():
+    # The private attribute batch_future reads: if kafka-python renames it, this fails, and the
+    # bulk's ack stamping would otherwise fall back to one callback per record without a word.
+    from kafka.producer.future import FutureProduceResult, FutureRecordMetadata
+    batch = FutureProduceResult(TopicPartition("OrderEvents", 0))
+    records = [FutureRecordMetadata(batch, i, 0, None, 1, 1, 0) for i in range(3)]
+    assert all(kafka_clients.batch_future(r) is batch for r in records)
+    assert kafka_clients.batch_future(batch) is batch   # anything else: itself
