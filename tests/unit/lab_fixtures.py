@@ -45,6 +45,7 @@ def lag_result() -> dict:
 
 
 def load_result() -> dict:
+    from lab import experiments
     batches = [{"batch": i + 1, "requested": 100, "produced": 100, "failed": 0, "duration_s": 0.1,
                 "events_per_s": 1000.0 + i, "by_partition": {"0": 30, "1": 33, "2": 37}} for i in range(4)]
     return {
@@ -54,19 +55,24 @@ def load_result() -> dict:
         "analytics_counted": True, "analytics_counted_after_s": 2.5, "analytics_counted_after_last_ack_s": 2.0,
         "inventory_read_back": {"records": 400, "ours": 400, "duplicates": 0, "foreign": 0, "invalid": 0,
                                 "reserved": 390, "rejected": 10},
-        "reconciliation": {"counts": {"produced (acknowledged)": 400,
-                                      "InventoryEvents read back (distinct orders)": 400,
-                                      "/metrics orders_total increase": 400,
-                                      "/metrics inventory_events_total increase": 400},
-                           "duplicates": 0, "reconciled": True, "mismatches": []},
+        "reconciliation": experiments.reconcile(400, 400, 0, 400, 400),
         "base_seed": 7,
     }
 
 
 def snapshot(orders: int) -> dict:
-    return {"orders_total": orders, "inventory_events_total": orders, "qty_total": 3 * orders,
-            "orders_by_item": {"pizza": orders}, "reserved": orders, "rejected": 0,
-            "latency_ms": {"samples": orders, "p50": 4, "max": 9}}
+    """/metrics as analytics computes it: orders of pizza x3 and their inventory events, folded by the real fold."""
+    from services.analytics.metrics import MetricsState, fold_record, snapshot as metrics_snapshot
+    from services.common import events
+    from services.inventory.stock import inventory_event, reserve
+    state, stock = MetricsState(), [{}, {}, {}]
+    for i in range(orders):
+        order, w = events.new_order("pizza", 3, created_ms=1_700_000_000_000 + i), i % 3
+        fold_record(state, "OrderEvents", w, events.encode(order))
+        status, left = reserve(stock[w], "pizza", 3, initial=1_000_000)
+        done = inventory_event(order, w, status, left, processed_ms=order["created_ms"] + 4 + i % 6)
+        fold_record(state, "InventoryEvents", w, events.encode(done))
+    return metrics_snapshot(state)
 
 
 def replay_result() -> dict:
