@@ -5,8 +5,8 @@ import os
 import socket
 from dataclasses import dataclass, field, fields
 
-# Every environment variable the services read, with its default. The compose file,
-# the README and tests/test_compose.py are checked against this table.
+# Every environment variable the services read, with its default. The compose file and
+# the README are checked against this table (tests/unit/test_compose.py, test_readme.py).
 ENV_DEFAULTS: dict[str, str] = {
     "KAFKA_BOOTSTRAP": "127.0.0.1:9092",
     "PRODUCER_HOST": "127.0.0.1",

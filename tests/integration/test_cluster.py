@@ -5,7 +5,7 @@ under load, then check for no loss and no duplicates).
 Each test kills the broker that matters for one role, while `POST /orders/bulk {"n": 20000}`
 runs; then: no 5xx (201, or 503 with exact counts), inventory and analytics catch up, `verify`
 finds nothing lost or doubled, and the broker is restarted until no partition is
-under-replicated. The catch-up times are printed (`-s` shows them); the README has the figures.
+under-replicated. The catch-up times are printed (`-s` shows them); docs/clusters-and-security.md has the figures.
 """
 from __future__ import annotations
 
