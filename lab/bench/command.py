@@ -13,16 +13,21 @@ from pathlib import Path
 
 from lab import paths
 from lab.bench import sections as s
+from lab.bench.clients import bench_clients
 from lab.bench.harness import Lab, Plan, drop_scratch, ensure_scratch_topics
 from lab.bench.report import machine, table, targets
+from lab.bench.scale import bench_scale
 from lab.stack import INVENTORY, KAFKA, Stack, StackError
 from services.common.runtime import freeze_startup_heap
 
-SECTIONS = ("e2e", "replay", "orders", "inventory", "bulk", "perf")
+# clients reads replay's history before the later sections make it longer.
+SECTIONS = ("e2e", "replay", "clients", "orders", "inventory", "bulk", "perf")
+ALL_SECTIONS = (*SECTIONS, "scale")  # scale is opt-in (--scale): its first run writes a million events
 
 
 RUNNERS = {"e2e": s.bench_e2e, "replay": s.bench_replay, "orders": s.bench_orders, "inventory": s.bench_inventory,
-           "bulk": s.bench_bulk, "perf": s.bench_perf}
+           "bulk": s.bench_bulk, "perf": s.bench_perf, "clients": bench_clients,
+           "scale": bench_scale}
 
 
 def run(stack: Stack, plan: Plan, sections=SECTIONS, say=print) -> dict:
@@ -39,7 +44,7 @@ def run(stack: Stack, plan: Plan, sections=SECTIONS, say=print) -> dict:
     load_before = os.getloadavg()
     try:
         ensure_scratch_topics(lab)
-        for name in SECTIONS:
+        for name in ALL_SECTIONS:
             if name in sections:
                 say(f"[bench] {name}")
                 t0 = time.monotonic()
@@ -71,32 +76,43 @@ def orders_written(plan: Plan, sections=SECTIONS) -> int:
             total += 2 * reps * inner * n
     if "e2e" in sections:
         total += plan.reps * plan.e2e_n + min(plan.e2e_n, 500)
-    elif "replay" in sections:
+    elif "replay" in sections or "clients" in sections:
         total += plan.reps * plan.e2e_n  # at most: seed_for_replay tops up to this
+    if "clients" in sections:
+        total += plan.clients_reps * plan.clients_n  # the service's runs; the raw ones write to a scratch topic
     if "inventory" in sections:
         total += plan.inventory_reps * plan.inventory_n
     return total
 
 
 def main(argv: list[str], stack: Stack) -> int:
-    """./run_all.sh bench [--quick] [--reps N] [--only a,b] [--out FILE]"""
+    """./run_all.sh bench [--quick] [--reps N] [--only a,b] [--scale] [--out FILE]"""
     from lab import bench  # the package's docstring is the command's description
     p = argparse.ArgumentParser(prog="run_all.sh bench", description=bench.__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke-test sizes, one repetition")
     p.add_argument("--reps", type=int, help="repetitions of each timed run (default 5; quick 1)")
-    p.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
+    p.add_argument("--only", help=f"comma-separated sections of {','.join(ALL_SECTIONS)}")
+    p.add_argument("--scale", action="store_true",
+                   help="add the scale section: restarts and replay with 1M events of history (written once, "
+                        "kept in LAB_HOME/bench-scale)")
     p.add_argument("--out", type=Path, default=paths.REPORTS_DIR / "bench.json",
                    help="where the JSON goes (default $LAB_REPORTS_DIR or reports/, bench.json)")
     args = p.parse_args(argv)
     plan = Plan.quick_plan() if args.quick else Plan()
     if args.reps:
         plan = replace(plan, reps=args.reps, bulk_reps_largest=min(plan.bulk_reps_largest, args.reps),
-                       order_reps=min(plan.order_reps, args.reps), inventory_reps=min(plan.inventory_reps, args.reps),
-                       perf_reps=min(plan.perf_reps, args.reps))
+                       order_reps=min(plan.order_reps, args.reps), scale_reps=min(plan.scale_reps, args.reps),
+                       inventory_reps=min(plan.inventory_reps, args.reps),
+                       perf_reps=min(plan.perf_reps, args.reps), clients_reps=min(plan.clients_reps, args.reps))
     sections = tuple(s.strip() for s in args.only.split(",")) if args.only else SECTIONS
-    unknown = set(sections) - set(SECTIONS)
+    if args.scale and "scale" not in sections:
+        sections = (*sections, "scale")
+    unknown = set(sections) - set(ALL_SECTIONS)
     if unknown:
-        p.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+        p.error(f"unknown sections {sorted(unknown)}; choose from {','.join(ALL_SECTIONS)}")
+    if "scale" in sections and not plan.scale_home:
+        # Beside the fresh stack's folder, which is wiped: the history outlives the run.
+        plan = replace(plan, scale_home=str(stack.home / "bench-scale"))
 
     if stack.kind == "compose":
         # The bench reads each service's RSS and restarts them by pid: embedded processes only.

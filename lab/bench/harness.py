@@ -1,4 +1,4 @@
-"""The stack under measurement: the plan, the Lab context, RSS sampling, the closed loop, group watches, scratch topics."""
+"""The stack under measurement: the plan, the Lab, RSS sampling, the closed loop, group watches, scratch topics."""
 from __future__ import annotations
 
 import threading
@@ -22,7 +22,8 @@ from services.producer.app import ORDER_LINGER_MS
 RAW_OUT_TOPIC = "bench.raw-inventory"
 PERF_TOPIC = "bench.perf"
 RAW_GROUP = "bench-raw-consume-produce"
-SCRATCH_TOPICS = (RAW_OUT_TOPIC, PERF_TOPIC)
+CLIENTS_TOPIC = "bench.clients"  # what the raw producers of the clients section write
+SCRATCH_TOPICS = (RAW_OUT_TOPIC, PERF_TOPIC, CLIENTS_TOPIC)
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Plan:
     bulk_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     bulk_reps_largest: int = 5                     # pairs at 100k: one pair alone is too noisy to judge
     order_concurrency: tuple[int, ...] = (1, 8, 32)
-    order_seconds: float = 5.0                     # measured window per concurrency level and rep (enough requests for a p99)
+    order_seconds: float = 5.0                     # window per concurrency level and rep (requests for a p99)
     order_warmup_s: float = 0.5
     order_reps: int = 3
     e2e_n: int = 10_000
@@ -40,13 +41,21 @@ class Plan:
     inventory_reps: int = 3
     perf_records: int = 300_000
     perf_reps: int = 2
+    clients_n: int = 50_000                        # orders per produce run of the clients section
+    clients_reps: int = 3                          # rotations: each client first, second and third once
+    # --scale: history sizes in events, (small, mid, large): restarts compare large with small, replay large with mid.
+    scale_events: tuple[int, int, int] = (10_000, 100_000, 1_000_000)
+    scale_reps: int = 3
+    scale_home: str | None = None                  # where the history stacks live; default LAB_HOME/bench-scale
     quick: bool = False
 
     @classmethod
     def quick_plan(cls) -> "Plan":
         return cls(reps=1, bulk_sizes=(200, 1_000, 3_000), bulk_reps_largest=1, order_seconds=0.7,
                    order_warmup_s=0.2, order_reps=1, e2e_n=1_000, inventory_n=5_000, inventory_reps=1,
-                   perf_records=20_000, perf_reps=1, quick=True)
+                   perf_records=20_000, perf_reps=1, clients_n=3_000, clients_reps=1,
+                   # Two history stacks, not three (small is mid): every stack costs a broker and three services.
+                   scale_events=(400, 400, 4_000), scale_reps=1, quick=True)
 
 
 class RssSampler:

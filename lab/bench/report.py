@@ -40,6 +40,12 @@ def targets(results: dict) -> list[dict]:
     if "e2e" in results:
         add(f"end-to-end time / produce time, n={results['e2e']['n']}",
             results["e2e"]["e2e_over_produce"]["median"], "<=", 1.5)
+    if "scale" in results and "skipped" not in results["scale"]:
+        sc = results["scale"]
+        ev = sc["events"]
+        add(f"analytics restart at {ev['large']:,} events / at {ev['small']:,}", sc["analytics_restart_ratio"], "<=", 2)
+        add(f"inventory restart at {ev['large']:,} events / at {ev['small']:,}", sc["inventory_restart_ratio"], "<=", 2)
+        add(f"replay events/s at {ev['large']:,} events / at {ev['mid']:,}", sc["replay_ratio"], ">=", 0.8)
     if "orders" in results and "8" in results["orders"]:
         add("POST /order p99 at concurrency 8, ms", results["orders"]["8"]["service"]["p99_ms"]["median"], "<=", 25)
     return rows
@@ -85,7 +91,8 @@ def table(report: dict) -> str:
                      f"ev/s | {_f(inv['ratio_vs_raw_eos'], 2)} | |")
     if "e2e" in r:
         e = r["e2e"]
-        lines.append(f"| end-to-end {e['n']:,} orders: first produce → analytics has folded all | {_f(e['e2e_s']['median'], 2)} s "
+        lines.append(f"| end-to-end {e['n']:,} orders: first produce → analytics has folded all "
+                     f"| {_f(e['e2e_s']['median'], 2)} s "
                      f"| produce {_f(e['produce_s']['median'], 2)} s | {_f(e['e2e_over_produce']['median'], 2)} "
                      f"| ±{_f(e['e2e_over_produce']['spread_pct'])}% |")
         lines.append(f"| end-to-end: creation → inventory latency p50 / p99 "
@@ -111,6 +118,10 @@ def table(report: dict) -> str:
         lines.append(f"| ProducerPerformance (Java), {p['record_size']} B records (information) "
                      f"| {_f(p['events_per_s']['median'])} rec/s | {_f(raw_top)} ev/s | "
                      f"{_f(ratio(raw_top, p['events_per_s']['median']), 2)} (raw / Java) | |")
+    if "clients" in r:
+        lines += ["", *client_rows(r["clients"], r.get("perf"))]
+    if "scale" in r:
+        lines += ["", *scale_rows(r["scale"])]
     lines.append("")
     lines.append("| target | measured | bound | met |")
     lines.append("|---|---|---|---|")
@@ -131,3 +142,49 @@ def machine(stack: Stack) -> dict:
             "kafka": kafka_version(), "kafka_python": kafka.__version__,
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "git_commit": commit,
             "broker_heap": stack.broker.heap if not stack.external_bootstrap else None}
+
+
+def client_rows(c: dict, perf: dict | None = None) -> list[str]:
+    """The clients section's table: confluent-kafka beside the service and raw kafka-python (information)."""
+    if "skipped" in c:
+        return [f"confluent-kafka rows skipped: {c['skipped']}"]
+    out = [f"| clients, for information (confluent-kafka {c['confluent_kafka']}, librdkafka {c['librdkafka']}) "
+           "| service | raw kafka-python | raw confluent-kafka | Java ProducerPerformance "
+           "| service / confluent | kafka-python / confluent | spread (service / kafka-python / confluent) |",
+           "|---|---|---|---|---|---|---|---|"]
+    events = c["read_decode"]["runs"]["service"][0]["events"]
+    java = _f(perf["events_per_s"]["median"]) + f" rec/s of {perf['record_size']} B" if perf else "-"
+    for key, what, ceiling in (("produce", f"produce {c['n']:,} orders", java),
+                               ("read_decode", f"read + JSON decode {events:,} events from offset 0", "-")):
+        row = c[key]
+        s, k, ck = (row[f"{who}_events_per_s"] for who in ("service", "kafka-python", "confluent-kafka"))
+        out.append(f"| {what} | {_f(s['median'])} ev/s | {_f(k['median'])} ev/s | {_f(ck['median'])} ev/s "
+                   f"| {ceiling} | {_f(row['service_over_confluent'], 2)} "
+                   f"| {_f(row['kafka_python_over_confluent'], 2)} "
+                   f"| ±{_f(s['spread_pct'])}% / ±{_f(k['spread_pct'])}% / ±{_f(ck['spread_pct'])}% |")
+    return out
+
+
+def scale_rows(sc: dict) -> list[str]:
+    """The scale section's table: a long history's figures beside a short one's."""
+    if "skipped" in sc:
+        return [f"scale rows skipped: {sc['skipped']}"]
+    ev = sc["events"]
+    small, mid, large = (str(ev[k]) for k in ("small", "mid", "large"))
+    out = ["| scale: history of ... events | at the large history | at the small one | ratio "
+           "| spread (large / small) |",
+           "|---|---|---|---|---|"]
+    for key, label in (("analytics_restart", "analytics-consumer restart until /metrics is live"),
+                       ("inventory_restart", "inventory-consumer restart until it has committed an order")):
+        s = sc[f"{key}_s"]
+        out.append(f"| {label}, {ev['large']:,} vs {ev['small']:,} | {_f(s[large]['median'], 2)} s "
+                   f"| {_f(s[small]['median'], 2)} s | {_f(sc[f'{key}_ratio'], 2)} "
+                   f"| ±{_f(s[large]['spread_pct'])}% / ±{_f(s[small]['spread_pct'])}% |")
+    rp = sc["replay_events_per_s"]
+    out.append(f"| replay events/s, {ev['large']:,} vs {ev['mid']:,} | {_f(rp[large]['median'])} ev/s "
+               f"| {_f(rp[mid]['median'])} ev/s | {_f(sc['replay_ratio'], 2)} "
+               f"| ±{_f(rp[large]['spread_pct'])}% / ±{_f(rp[mid]['spread_pct'])}% |")
+    v = sc["verify"]
+    out.append(f"| peak RSS at {ev['large']:,} events, MB | analytics-consumer {_f(sc['analytics_peak_rss_mb'])}, "
+               f"verify {_f(v['peak_rss_mb'])} (verify took {_f(v['seconds'], 1)} s) | | | |")
+    return out

@@ -9,8 +9,13 @@ from urllib.parse import urlparse
 
 from kafka import TopicPartition
 
-from lab.bench.baselines import producer_performance, raw_consume_produce, raw_order_client, raw_produce, \
-    raw_read_decode
+from lab.bench.baselines import (
+    producer_performance,
+    raw_consume_produce,
+    raw_order_client,
+    raw_produce,
+    raw_read_decode,
+)
 from lab.bench.harness import ANALYTICS_GROUP, INVENTORY_GROUP, Lab, RssSampler, closed_loop, watch_group
 from lab.bench.stats import flatness, linearity, pair_median, percentile, summary, versus
 from lab.stack import ANALYTICS, INVENTORY, KAFKA, PRODUCER
@@ -67,7 +72,8 @@ def bench_e2e(lab: Lab) -> dict:
                 raise TimeoutError(f"analytics did not fold the {n} orders within 600s")
             time.sleep(0.01)
         m = lab.metrics()
-        if m["orders_total"] < base["orders_total"] + n or m["inventory_events_total"] < base["inventory_events_total"] + n:
+        if m["orders_total"] < base["orders_total"] + n or \
+                m["inventory_events_total"] < base["inventory_events_total"] + n:
             raise RuntimeError(f"analytics committed the {n} orders but /metrics does not count them: "
                                f"{m['orders_total'] - base['orders_total']} orders, "
                                f"{m['inventory_events_total'] - base['inventory_events_total']} inventory events")
@@ -234,7 +240,7 @@ def bench_inventory(lab: Lab) -> dict:
     out = versus(service, plain, n=n)
     out["raw_eos_events_per_s"] = summary(r["events_per_s"] for r in eos)
     out["ratio_vs_raw_eos"] = round(statistics.median(s["events_per_s"] / e["events_per_s"]
-                                                      for s, e in zip(service, eos)), 3)
+                                                      for s, e in zip(service, eos, strict=True)), 3)
     out["raw_eos_runs"] = eos
     return out
 

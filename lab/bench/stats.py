@@ -23,7 +23,7 @@ def ratio(a, b) -> float | None:
 
 
 def versus(service: list[dict], raw: list[dict], **extra) -> dict:
-    ratios = [s["events_per_s"] / r["events_per_s"] for s, r in zip(service, raw)]
+    ratios = [s["events_per_s"] / r["events_per_s"] for s, r in zip(service, raw, strict=True)]
     return {**extra,
             "service_events_per_s": summary(s["events_per_s"] for s in service),
             "raw_events_per_s": summary(r["events_per_s"] for r in raw),
@@ -39,7 +39,7 @@ def versus(service: list[dict], raw: list[dict], **extra) -> dict:
 
 def pair_median(service: list[dict], raw: list[dict], key: str) -> float:
     """The median over side-by-side pairs of service[i][key] / raw[i][key]."""
-    return round(statistics.median(s[key] / r[key] for s, r in zip(service, raw)), 3)
+    return round(statistics.median(s[key] / r[key] for s, r in zip(service, raw, strict=True)), 3)
 
 
 def flatness(time_ratios: dict[str, float]) -> float:
@@ -56,7 +56,7 @@ def linearity(seconds_by_n: dict[int, float]) -> dict:
     """
     ns = sorted(seconds_by_n)
     per_event_us = {str(n): round(seconds_by_n[n] / n * 1e6, 2) for n in ns}
-    steps = [(seconds_by_n[b] - seconds_by_n[a]) / (b - a) for a, b in zip(ns, ns[1:])]
+    steps = [(seconds_by_n[b] - seconds_by_n[a]) / (b - a) for a, b in zip(ns, ns[1:], strict=False)]
     return {"per_event_us": per_event_us,
             # Information (the target is flatness, see targets()): 1 = the same time per event at every n.
             "max_over_min": round(max(per_event_us.values()) / min(per_event_us.values()), 3),

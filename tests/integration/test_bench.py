@@ -1,8 +1,8 @@
-"""./run_all.sh bench --quick on the session's real stack: every figure is produced and sane.
+"""./run_all.sh bench --quick --scale on the session's real stack: every figure is produced and sane.
 
 A smoke test of the command, never of speed: it asserts that each figure exists, is
-positive and has its ratio, that the report records the machine, and that the bench
-leaves the stack as it found it.
+positive and has its ratio, that the report records the machine, that the bench leaves
+the stack as it found it, and that the scale section's histories are kept for the next run.
 """
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 import requests
 from kafka import KafkaAdminClient
 
-from lab import bench, paths
+from lab import bench, paths, processes
+from lab.bench.harness import Lab, Plan
+from lab.bench.scale import history_stack, write_history
 from lab.broker import kafka_version
 from tests.integration.kafka_reads import group_ids, wait_for
 
@@ -27,7 +29,7 @@ def report(stack, tmp_path_factory):
     official = paths.REPORTS_DIR / "bench.json"
     before = official.stat().st_mtime_ns if official.exists() else None
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    assert bench.main(["--quick", "--out", str(out)], stack) == 0
+    assert bench.main(["--quick", "--scale", "--out", str(out)], stack) == 0
     after = official.stat().st_mtime_ns if official.exists() else None
     assert after == before, "the quick bench wrote into reports/"
     return json.loads(out.read_text())
@@ -79,8 +81,22 @@ def test_reference_ceiling_and_targets(report):
     perf = report["results"]["perf"]
     assert positive(perf["events_per_s"]) and perf["record_size"] > 0
     targets = report["targets"]
-    assert len(targets) == len(report["plan"]["bulk_sizes"]) + 1 + 3 + 4
+    assert len(targets) == len(report["plan"]["bulk_sizes"]) + 1 + 3 + 4 + 3
     assert all(t["measured"] is not None and t["met"] in (True, False) for t in targets)
+
+
+def test_confluent_kafka_rows(report):
+    clients = report["results"]["clients"]
+    assert clients["n"] == report["plan"]["clients_n"] and clients["librdkafka"]
+    for key in ("produce", "read_decode"):
+        row = clients[key]
+        assert all(positive(row[f"{who}_events_per_s"]) for who in ("service", "kafka-python", "confluent-kafka"))
+        assert row["service_over_confluent"] > 0 and row["kafka_python_over_confluent"] > 0
+    assert all(run["acked"] == clients["n"] for runs in clients["produce"]["runs"].values() for run in runs)
+    reads = clients["read_decode"]["runs"]
+    raw = {run["events"] for who in ("kafka-python", "confluent-kafka") for run in reads[who]}
+    assert len(raw) == 1 and raw.pop() > 0, "both raw readers read the same records"
+    assert "| produce " in bench.table(report) and "raw confluent-kafka" in bench.table(report)
 
 
 def test_table_names_every_target(report):
@@ -96,6 +112,48 @@ def test_leaves_the_stack_as_it_found_it(report, stack):
              60, what="analytics to be live again")
     admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap, client_id="test-bench")
     try:
-        assert not {bench.RAW_OUT_TOPIC, bench.PERF_TOPIC} & set(admin.list_topics())
+        assert not set(bench.SCRATCH_TOPICS) & set(admin.list_topics())
     finally:
         admin.close()
+
+
+def test_scale_figures_and_targets(report, stack):
+    sc = report["results"]["scale"]
+    small, mid, large = report["plan"]["scale_events"]
+    assert sc["events"] == {"small": small, "mid": mid, "large": large}
+    assert sc["root"] == str(stack.home / "bench-scale")
+    for key in ("analytics_restart_s", "inventory_restart_s"):
+        assert set(sc[key]) == {str(small), str(large)} and all(positive(s) for s in sc[key].values())
+    assert set(sc["replay_events_per_s"]) == {str(mid), str(large)}
+    assert all(positive(s) for s in sc["replay_events_per_s"].values())
+    assert sc["analytics_restart_ratio"] > 0 and sc["inventory_restart_ratio"] > 0 and sc["replay_ratio"] > 0
+    assert sc["analytics_peak_rss_mb"] > 0 and sc["verify"]["peak_rss_mb"] > 0 and sc["verify"]["ok"] is True
+    for n, h in sc["history"].items():
+        # Replay reads what the history holds: its orders and an inventory event for each.
+        assert h["orders"] == int(n) // 2 and h["offsets"] >= int(n)
+    assert [t["target"].split()[0] for t in report["targets"] if "events /" in t["target"]] == \
+        ["analytics", "inventory", "replay"]
+
+
+def test_the_scale_stacks_are_stopped_and_keep_their_history(report, stack):
+    """The histories outlive the run, stopped; the next run finds the smallest on its broker and writes nothing."""
+    root = stack.home / "bench-scale"
+    homes = sorted(root.iterdir())
+    assert [h.name for h in homes] == sorted({f"{n}-events" for n in report["plan"]["scale_events"]})
+    assert not [f for home in homes for f in (home / "run").glob("*.pid") if processes.running_pid(f)]
+    small = report["plan"]["scale_events"][0]
+    before = report["results"]["scale"]["history"][str(small)]
+    assert before["written_orders"] == before["orders"] == small // 2
+    again = history_stack(stack, root, small, print)
+    lab = None
+    try:
+        again.cluster.start(progress=print)  # its broker alone: a history that is there needs no service
+        lab = Lab(again, Plan.quick_plan(), print)
+        reused = write_history(lab, small)
+        assert reused["written_orders"] == 0 and reused["orders"] == before["orders"]
+        # The history's records, and the one order each inventory restart wrote.
+        assert reused["offsets"] >= before["offsets"] + report["plan"]["scale_reps"]
+    finally:
+        if lab is not None:
+            lab.close()
+        again.down()
