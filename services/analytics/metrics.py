@@ -118,6 +118,6 @@ def diff(before: dict, after: dict) -> dict:
     for key in sorted(set(fb) | set(fa)):
         b, a = fb.get(key), fa.get(key)
         if b != a:
-            num = isinstance(a, (int, float)) and isinstance(b, (int, float))
-            out[key] = {"before": b, "after": a, "delta": (a - b) if num else None}
+            delta = a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
+            out[key] = {"before": b, "after": a, "delta": delta}
     return out

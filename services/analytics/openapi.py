@@ -1,6 +1,8 @@
 """analytics-consumer's routes as OpenAPI operations, for GET /openapi.json (services/common/openapi.py)."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 
 from services.common.config import Config
@@ -13,7 +15,7 @@ _INT = {"type": "integer", "minimum": 0}
 _NUMBER = {"type": "number", "minimum": 0}
 
 # services/analytics/metrics.py snapshot(): what a replay must reproduce exactly.
-METRICS_SNAPSHOT = {
+METRICS_SNAPSHOT: dict[str, Any] = {
     "type": "object",
     "properties": {
         "orders_total": _INT,

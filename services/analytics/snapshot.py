@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, fields
 
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import IllegalStateError
 
 from services.analytics.metrics import MetricsState
@@ -203,7 +203,7 @@ class SnapshotStore:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.every_s = cfg.analytics_snapshot_every_s
-        self._producer = None
+        self._producer: KafkaProducer | None = None
         self._next_at = time.monotonic() + self.every_s
         self.written = 0
         self.skipped_too_large = 0

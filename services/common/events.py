@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import jsonschema
 
@@ -25,7 +26,7 @@ class ValidationError(ValueError):
     """A request or record that does not fit the schema; the message names the problem."""
 
 
-_ITEM = {"type": "string", "minLength": 1, "maxLength": MAX_ITEM_LEN, "pattern": r"^\S(.*\S)?$"}
+_ITEM: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_ITEM_LEN, "pattern": r"^\S(.*\S)?$"}
 _QTY = {"type": "integer", "minimum": 1, "maximum": MAX_QTY}
 
 ORDER_REQUEST = {
@@ -62,7 +63,7 @@ _ORDER_EVENT = {
     "required": ["schema", "order_id", "item", "qty", "created_ms"],
 }
 
-_INVENTORY_EVENT = {
+_INVENTORY_EVENT: dict[str, Any] = {
     "type": "object",
     "properties": {
         "schema": {"const": SCHEMA_VERSION},

@@ -1,6 +1,8 @@
 """GET /openapi.json: a service's API as OpenAPI 3.1, built from the schemas that validate its requests."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, jsonify
 
 from services.common.config import Config
@@ -73,7 +75,7 @@ def document(cfg: Config, service: str, description: str, paths: dict[str, dict[
             if method == "post" and cfg.api_token:
                 op["security"] = [{"bearer": []}]
                 op["responses"].setdefault("401", error_response("missing or wrong bearer token"))
-    doc = {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": service, "version": VERSION, "description": description},
         "paths": all_paths,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from kafka import TopicPartition
 from kafka.admin import AbortTransactionSpec
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 OFFSETS_TOPIC = "__consumer_offsets"
 
 
-def fenced_open_transactions(states: dict, producer_id: int, epoch: int) -> list[tuple[TopicPartition, object]]:
+def fenced_open_transactions(states: dict, producer_id: int, epoch: int) -> list[tuple[TopicPartition, Any]]:
     """(partition, producer state) for each transaction producer_id left open under an epoch before epoch.
 
     states is admin.describe_producers' answer: TopicPartition -> PartitionProducerState.

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 
-from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
 from services.common import events, kafka_clients, transactions
@@ -149,7 +149,8 @@ class InventoryWorker:
         self.producer = kafka_clients.producer(cfg, transactional_id=self.transactional_id,
                                                client_id=self.transactional_id,
                                                linger_ms=linger_ms, batch_size=TXN_BATCH_BYTES)
-        self.consumer = self.reader = None
+        self.consumer: KafkaConsumer | None = None
+        self.reader: KafkaConsumer | None = None
         try:
             # Fences any earlier incarnation with our id and aborts its open transaction; in
             # at_least_once too, so a transaction an exactly-once predecessor left open cannot
@@ -207,11 +208,17 @@ class InventoryWorker:
             if admin is not None:
                 admin.close()
 
+    def _group(self) -> KafkaConsumer:
+        """The running incarnation's group consumer: run_once makes it before the first batch."""
+        if self.consumer is None:
+            raise RuntimeError("inventory-consumer has no group consumer outside run_once")
+        return self.consumer
+
     def rebuild(self) -> None:
         """Load the stock of each newly assigned warehouse: its snapshot, or its whole history."""
         for tp in sorted(self.unbuilt):
             t0 = time.monotonic()
-            committed = self.consumer.committed(tp, timeout_ms=self.cfg.kafka_timeout_ms * 2) or 0
+            committed = self._group().committed(tp, timeout_ms=self.cfg.kafka_timeout_ms * 2) or 0
             state_tp = TopicPartition(INVENTORY_STATE, tp.partition)
             # at_least_once: the history, always (see the module's docstring).
             snap = last_snapshot(self.reader, state_tp) if self.transactional else None
@@ -275,7 +282,7 @@ class InventoryWorker:
                     sent.append(prod.send(INVENTORY_STATE, key=str(tp.partition).encode(),
                                           value=events.encode(snapshot), partition=tp.partition))
             if self.transactional:
-                group = self.consumer.group_metadata()
+                group = self._group().group_metadata()
                 bounded(lambda: prod.send_offsets_to_transaction(offsets, group), self.txn_timeout_s, "send_offsets")
                 bounded(prod.commit_transaction, self.txn_timeout_s, "commit_transaction")
             else:
@@ -286,7 +293,7 @@ class InventoryWorker:
                 failed = next((f.exception for f in sent if f.failed()), None)
                 if failed is not None:
                     raise failed
-                self.consumer.commit(offsets)
+                self._group().commit(offsets)
         except Exception as exc:
             # kafka-python cannot reset a transactional producer after a failed send (it says
             # so: abort and close it), and its waits have no timeout. So on any failure this

@@ -1,6 +1,8 @@
 """producer-order's routes as OpenAPI operations, for GET /openapi.json (services/common/openapi.py)."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 
 from services.common import events
@@ -16,7 +18,7 @@ ACKED_ORDER = {
     "required": ["order_id", "partition", "offset"],
 }
 
-BULK_SUMMARY = {
+BULK_SUMMARY: dict[str, Any] = {
     "type": "object",
     "properties": {
         "requested": {"type": "integer", "minimum": 1},

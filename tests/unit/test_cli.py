@@ -32,3 +32,21 @@ def test_test_command_stops_before_pytest_when_lint_fails(tmp_path, capfd, monke
     assert cli.main(["test", "--collect-only", "-q", "tests/unit/test_cli.py"]) != 0
     out, err = capfd.readouterr()
     assert "F401" in out and "ruff check failed" in err and "collected" not in out
+
+
+def test_typecheck_fails_with_mypys_report_on_a_type_error_and_passes_a_typed_file(tmp_path, capfd):
+    (tmp_path / "bad.py").write_text("def f(x: int) -> str:\n    return x\n")
+    assert cli.typecheck(tmp_path, ["bad.py"]) != 0
+    assert "Incompatible return value type" in capfd.readouterr().out
+    (tmp_path / "bad.py").write_text("def f(x: int) -> str:\n    return str(x)\n")
+    assert cli.typecheck(tmp_path, ["bad.py"]) == 0
+
+
+def test_test_command_stops_before_pytest_when_the_type_check_fails(tmp_path, capfd, monkeypatch):
+    (tmp_path / "bad.py").write_text("x: int = 'one'\n")
+    monkeypatch.setattr(cli, "LINTED", (str(tmp_path),))
+    monkeypatch.setattr(cli, "TYPED", (str(tmp_path / "bad.py"),))
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    assert cli.main(["test", "--collect-only", "-q", "tests/unit/test_cli.py"]) != 0
+    out, err = capfd.readouterr()
+    assert "Incompatible types in assignment" in out and "mypy failed" in err and "collected" not in out
