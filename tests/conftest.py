@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -29,6 +30,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def running(stack):
+    """The stack up for the block, and down after it whatever happened (a fixture yields inside)."""
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
 def make_stack(home, **env) -> Stack:
     """A stack of its own: temp state dir, free ports, so it never meets a running lab stack."""
     return Stack(home=home, kafka_port=free_port(), controller_port=free_port(),
@@ -46,23 +57,15 @@ def make_cluster_stack(home, brokers: int = 3, **env) -> Stack:
 @pytest.fixture(scope="session")
 def cluster_stack(tmp_path_factory):
     """A running 3-broker embedded cluster (RF 3, min ISR 2) with the three services; shared by the failover tests."""
-    s = make_cluster_stack(tmp_path_factory.mktemp("lab-cluster"), INITIAL_STOCK=1_000_000)
-    try:
-        s.up()
+    with running(make_cluster_stack(tmp_path_factory.mktemp("lab-cluster"), INITIAL_STOCK=1_000_000)) as s:
         yield s
-    finally:
-        s.down()
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """A running embedded stack: real Kafka broker (KRaft), topics, the three services."""
-    s = make_stack(tmp_path_factory.mktemp("lab-stack"), INITIAL_STOCK=1_000_000)
-    try:
-        s.up()
+    with running(make_stack(tmp_path_factory.mktemp("lab-stack"), INITIAL_STOCK=1_000_000)) as s:
         yield s
-    finally:
-        s.down()
 
 
 @pytest.fixture(scope="session")

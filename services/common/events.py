@@ -51,25 +51,24 @@ def bulk_request_schema(max_n: int) -> dict:
     }
 
 
+# What every event says of its order.
+_ORDER_FIELDS = {
+    "schema": {"const": SCHEMA_VERSION},
+    "order_id": {"type": "string", "minLength": 1},
+    "item": _ITEM,
+    "qty": _QTY,
+}
+
 _ORDER_EVENT = {
     "type": "object",
-    "properties": {
-        "schema": {"const": SCHEMA_VERSION},
-        "order_id": {"type": "string", "minLength": 1},
-        "item": _ITEM,
-        "qty": _QTY,
-        "created_ms": {"type": "integer", "minimum": 0},
-    },
+    "properties": {**_ORDER_FIELDS, "created_ms": {"type": "integer", "minimum": 0}},
     "required": ["schema", "order_id", "item", "qty", "created_ms"],
 }
 
 _INVENTORY_EVENT: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "schema": {"const": SCHEMA_VERSION},
-        "order_id": {"type": "string", "minLength": 1},
-        "item": _ITEM,
-        "qty": _QTY,
+        **_ORDER_FIELDS,
         "status": {"enum": ["reserved", "rejected"]},
         "stock_left": {"type": "integer"},
         "warehouse": {"type": "integer", "minimum": 0},

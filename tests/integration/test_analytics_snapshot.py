@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 from lab.stack import ANALYTICS
 from services.analytics.snapshot import KEY, SCHEMA_VERSION
 from services.common.topics import ANALYTICS_STATE, INVENTORY_EVENTS, ORDER_EVENTS
-from tests.conftest import make_stack
+from tests.conftest import make_stack, running
 from tests.integration.kafka_reads import end_offsets, wait_for
 
 SNAPSHOTS_ON = {"ANALYTICS_SNAPSHOT_EVERY_S": 1}
@@ -27,13 +27,9 @@ SNAPSHOTS_ON = {"ANALYTICS_SNAPSHOT_EVERY_S": 1}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = make_stack(tmp_path_factory.mktemp("lab-analytics-snapshot"), INITIAL_STOCK=1_000_000,
-                   ANALYTICS_SNAPSHOT_EVERY_S=0)
-    try:
-        s.up()
+    with running(make_stack(tmp_path_factory.mktemp("lab-analytics-snapshot"), INITIAL_STOCK=1_000_000,
+                            ANALYTICS_SNAPSHOT_EVERY_S=0)) as s:
         yield s
-    finally:
-        s.down()
 
 
 def metrics(stack) -> dict:

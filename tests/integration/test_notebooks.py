@@ -15,7 +15,7 @@ import pytest
 
 from lab import paths, report, results
 from lab.stack import ANALYTICS, INVENTORY
-from tests.conftest import make_stack
+from tests.conftest import make_stack, running
 
 QUICK = paths.PARAMS_DIR / "quick.yaml"
 RUN_TIMEOUT_S = 900  # a guard against a hang, not a performance expectation
@@ -45,12 +45,8 @@ def repo_reports_state() -> dict:
 def stack(tmp_path_factory):
     """A stack of this module's own: notebook 04's at-least-once run leaves duplicates in InventoryEvents for
     good, and the session stack's other tests check that topic whole (lab.verify)."""
-    s = make_stack(tmp_path_factory.mktemp("lab-notebooks"), INITIAL_STOCK=1_000_000)
-    try:
-        s.up()
+    with running(make_stack(tmp_path_factory.mktemp("lab-notebooks"), INITIAL_STOCK=1_000_000)) as s:
         yield s
-    finally:
-        s.down()
 
 
 @pytest.fixture(scope="module")

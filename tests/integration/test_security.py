@@ -22,7 +22,7 @@ from services.common.config import ENV_DEFAULTS, Config
 from services.common.kafka_access import diagnose, explain
 from services.common.kafka_clients import build_client
 from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
-from tests.conftest import make_stack
+from tests.conftest import make_stack, running
 from tests.integration.kafka_reads import wait_for
 from tests.integration.test_notebooks import QUICK, lab_env, run_lab
 
@@ -30,11 +30,8 @@ from tests.integration.test_notebooks import QUICK, lab_env, run_lab
 @pytest.fixture(scope="module")
 def secure_stack(tmp_path_factory):
     s = dataclasses.replace(make_stack(tmp_path_factory.mktemp("lab-secure"), INITIAL_STOCK=1_000_000), secure=True)
-    try:
-        s.up()
+    with running(s):
         yield s
-    finally:
-        s.down()
 
 
 def principal_config(stack, principal: str, **env) -> Config:
