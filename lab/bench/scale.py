@@ -207,7 +207,7 @@ def bench_scale(lab: Lab) -> dict:
     root = Path(lab.plan.scale_home) if lab.plan.scale_home else lab.stack.home / "bench-scale"
     stacks: dict[int, Stack] = {}
     kept = [p for home in root.glob("*-events") for p in (stored_ports(home) or {}).values()]
-    for n in (small, mid, large):
+    for n in dict.fromkeys((small, mid, large)):  # the quick plan's small is its mid: one stack
         taken = {*kept, *(p for st in (lab.stack, *stacks.values())
                           for p in (st.kafka_port, st.controller_port, st.producer_port, st.analytics_port))}
         stacks[n] = history_stack(lab.stack, root, n, lab.say, taken)
