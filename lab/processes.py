@@ -80,13 +80,16 @@ def stop(pid_file: Path, *, timeout: float = 30.0, sig: int = signal.SIGTERM) ->
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    """Whether a live (not zombie) process is left in the group. os.killpg(pgid, 0) counts a
+    zombie too: a service started by another process (./run_all.sh up, then a notebook kernel's
+    restart) stays a zombie of that process, so each such restart waited out the whole timeout."""
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
 
 
 def kill(pid_file: Path) -> bool:
