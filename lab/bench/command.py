@@ -72,7 +72,7 @@ def orders_written(plan: Plan, sections=SECTIONS) -> int:
     if "bulk" in sections:
         for n in plan.bulk_sizes:
             reps = plan.bulk_reps_largest if n == max(plan.bulk_sizes) else plan.reps
-            inner = s.bulk_inner(n, plan.bulk_sizes)
+            inner = s.bulk_inner(n, plan.bulk_sizes, plan.bulk_inner_most)
             total += 2 * reps * inner * n
     if "e2e" in sections:
         total += plan.reps * plan.e2e_n + min(plan.e2e_n, 500)

@@ -32,6 +32,7 @@ class Plan:
     reps: int = 5                                  # repetitions of each timed run
     bulk_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     bulk_reps_largest: int = 5                     # pairs at 100k: one pair alone is too noisy to judge
+    bulk_inner_most: int = 20                      # back-to-back pairs per rep of a small bulk, at most
     order_concurrency: tuple[int, ...] = (1, 8, 32)
     order_seconds: float = 5.0                     # window per concurrency level and rep (requests for a p99)
     order_warmup_s: float = 0.5
@@ -51,7 +52,8 @@ class Plan:
 
     @classmethod
     def quick_plan(cls) -> "Plan":
-        return cls(reps=1, bulk_sizes=(200, 1_000, 3_000), bulk_reps_largest=1, order_seconds=0.7,
+        # Three pairs of a small bulk, not 20: the smoke run checks each figure exists, not its noise.
+        return cls(reps=1, bulk_sizes=(200, 1_000, 3_000), bulk_reps_largest=1, bulk_inner_most=3, order_seconds=0.7,
                    order_warmup_s=0.2, order_reps=1, e2e_n=1_000, inventory_n=5_000, inventory_reps=1,
                    perf_records=20_000, perf_reps=1, clients_n=3_000, clients_reps=1,
                    # Two history stacks, not three (small is mid): every stack costs a broker and three services.

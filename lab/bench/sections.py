@@ -256,7 +256,7 @@ def bench_bulk(lab: Lab) -> dict:
                 continue
             # A small bulk takes tens of ms, where scheduling noise on a shared machine is as
             # large as the figure: it runs several times (pairs alternating).
-            inner = bulk_inner(n, sizes)
+            inner = bulk_inner(n, sizes, lab.plan.bulk_inner_most)
             for i in range(inner):
                 for who in (("service", "raw") if (rep + i) % 2 == 0 else ("raw", "service")):
                     # Every run starts with idle consumers. Back to back, the second run of a
@@ -291,13 +291,13 @@ def bench_bulk(lab: Lab) -> dict:
     }
 
 
-def bulk_inner(n: int, sizes) -> int:
-    """Back-to-back runs per repetition: one for the largest n, 20 at 1k, 3 at 10k.
+def bulk_inner(n: int, sizes, most: int = 20) -> int:
+    """Back-to-back runs per repetition: one for the largest n, 20 (most) at 1k, 3 at 10k.
 
     The smaller the bulk, the larger the scheduling noise next to it, so the more pairs
     its median needs.
     """
-    return 1 if n == max(sizes) else max(1, min(20, 30_000 // n))
+    return 1 if n == max(sizes) else max(1, min(most, 30_000 // n))
 
 
 def bulk_run(lab: Lab, who: str, n: int, rss_peak: dict | None) -> dict:
