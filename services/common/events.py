@@ -4,10 +4,17 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+# jsonschema imports rfc3987_syntax when it is installed, for the "iri" format, and that import
+# compiles a grammar: 3.5 s of CPU in every service process started from the lab's virtualenv
+# (JupyterLab's jupyter-events brings it; the service image has not got it). No schema here uses
+# a format, so the import is refused; a process that already has the module keeps it.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import jsonschema
 

@@ -184,3 +184,15 @@ def test_remembered_item_names_never_change_an_answer():
     with pytest.raises(events.DecodeError):
         events.decode_order(events.encode(doc))
     assert " pizza" not in events._VALID_ITEMS
+
+
+def test_a_service_process_does_not_load_rfc3987_syntax():
+    # That package's import compiles a grammar (3.5 s of CPU) and the lab's virtualenv has it
+    # through JupyterLab; every service start and restart paid for it. Validation still works.
+    import subprocess
+    import sys
+    code = ("import sys, services.common.events as e; "
+            "e.validate_order_request({'item': 'pizza', 'qty': 1}); "
+            "print(sys.modules.get('rfc3987_syntax') is None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
