@@ -189,3 +189,11 @@ def test_compose_borrows_the_embedded_topic_step_which_needs_only_the_service_co
     said = []
     ComposeStack(home=tmp_path, run=FakeDocker(), progress=said.append).ensure_topics()
     assert seen == ["127.0.0.1:9094", "closed"] and said == ["[kafka] created topics OrderEvents"]
+
+
+def test_a_containers_healthcheck_becomes_the_argv_the_restart_runs_itself():
+    from lab.compose_cli import healthcheck_argv
+    assert healthcheck_argv(["CMD", "python", "-m", "services.inventory.health"]) == [
+        "python", "-m", "services.inventory.health"]
+    assert healthcheck_argv(["CMD-SHELL", "curl -f x || exit 1"]) == ["/bin/sh", "-c", "curl -f x || exit 1"]
+    assert healthcheck_argv(None) == ["true"] and healthcheck_argv(["NONE"]) == ["true"]
