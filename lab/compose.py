@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,7 +268,7 @@ class ComposeStack:
         """Until each container of service passes its own healthcheck, run here every 0.2 s. `up --wait`
         waited for Docker's first check, an interval (5 s) after the start (Docker 20.10 has no
         start_interval): a recreate took 8.5 s where the service was ready in 2.5."""
-        deadline, ready, stopped = time.monotonic() + timeout, set(), Counter()
+        deadline, ready, stopped, tests = time.monotonic() + timeout, set(), {}, {}
         while True:
             res = self._docker("ps", "--all", "--filter", f"label=com.docker.compose.project={self.project_name}",
                                "--filter", f"label=com.docker.compose.service={service}",
@@ -278,14 +277,15 @@ class ComposeStack:
             prefix = f"{self.project_name}-{service}-"
             names = [n for n, st in states.items() if n.startswith(prefix) and st == "running"]
             # Exited twice in a row, not restarting: the restart policy gave up (or there is none).
-            stopped.update(n for n, st in states.items() if st in ("exited", "dead"))
-            if any(stopped[n] >= 2 and states.get(n) in ("exited", "dead") for n in stopped):
+            stopped = {n: stopped.get(n, 0) + 1 for n, st in states.items() if st in ("exited", "dead")}
+            if any(count >= 2 for count in stopped.values()):
                 raise StackError(f"{service} stopped while starting\n{self.unhealthy_report()}")
             for name in set(names) - ready:
-                test = json.loads(self._docker("inspect", "--format", "{{json .Config.Healthcheck.Test}}", name,
-                                               capture=True).stdout or "null")
+                if name not in tests:  # a container's healthcheck does not change: inspect it once
+                    test = self._docker("inspect", "--format", "{{json .Config.Healthcheck.Test}}", name, capture=True)
+                    tests[name] = healthcheck_argv(json.loads(test.stdout or "null"))
                 try:
-                    if self.run(["docker", "exec", name, *healthcheck_argv(test)], env=self._environment(),
+                    if self.run(["docker", "exec", name, *tests[name]], env=self._environment(),
                                 capture=True, timeout=20).returncode == 0:
                         ready.add(name)
                 except subprocess.TimeoutExpired:

@@ -37,7 +37,6 @@ def host_variables(compose: dict) -> dict[str, set[str]]:
     return {name: {v for v in names if shared[v] == 1} for name, names in uses.items()}
 
 
-
 def healthcheck_argv(test: list[str] | None) -> list[str]:
     """The argv that runs a container's HEALTHCHECK test (Docker's ["CMD", ...] or ["CMD-SHELL", "..."])."""
     if test and test[0] == "CMD" and len(test) > 1:
