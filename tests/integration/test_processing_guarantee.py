@@ -15,7 +15,8 @@ from kafka import KafkaAdminClient, KafkaConsumer
 
 from lab import paths
 from lab.stack import INVENTORY
-from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS
+from services.common.kafka_clients import TRANSACTION_TIMEOUT_MS
+from services.common.topics import INVENTORY_EVENTS, ORDER_EVENTS, TRANSACTIONAL_ID_PREFIX
 from tests.integration.kafka_reads import end_offsets, wait_for
 
 
@@ -74,6 +75,14 @@ def test_at_least_once_commits_without_transactions_and_exactly_once_with_them(s
     # after the commit returns, so the last one may still be on its way).
     wait_for(lambda: spanned(before, end_offsets(stack.bootstrap, [INVENTORY_EVENTS])) > 60, 30,
              what="commit markers in InventoryEvents")
+    # The broker aborts a dead replica's open transaction after the timeout the producer gave it
+    # (kafka_clients.TRANSACTION_TIMEOUT_MS, not the client's 60 s): what its coordinator holds.
+    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap, client_id="test-guarantee")
+    try:
+        tid = f"{TRANSACTIONAL_ID_PREFIX}0"
+        assert admin.describe_transactions([tid])[tid].transaction_timeout_ms == TRANSACTION_TIMEOUT_MS
+    finally:
+        admin.close()
 
 
 def test_restart_refuses_an_unknown_guarantee_and_keeps_the_consumer_running(stack, tmp_path):
