@@ -236,7 +236,14 @@ class ComposeStack:
     def down(self, wipe: bool = False) -> None:
         """Stop and remove every container (optional profiles too); with wipe, the broker's volume as well."""
         profiles = sorted({p for svc in self.compose["services"].values() for p in svc.get("profiles", ())})
-        self._compose(*[a for p in profiles for a in ("--profile", p)], "--progress", "quiet",
+        every = [a for p in profiles for a in ("--profile", p)]
+        # The Kafka images declare VOLUME /var/lib/kafka/data (apache/kafka declares more), so a
+        # container that does not mount kafka-data there, init-topics, gets an anonymous volume,
+        # and a plain `down` left one behind per up. `rm --volumes` takes a container's anonymous
+        # volumes with it and keeps the named ones; `stop` first stops in dependency order.
+        self._compose(*every, "--progress", "quiet", "stop", capture=True)
+        self._compose(*every, "--progress", "quiet", "rm", "--force", "--volumes", capture=True)
+        self._compose(*every, "--progress", "quiet",
                       "down", "--remove-orphans", *(["--volumes"] if wipe else []), capture=True)
         self.progress(f"[compose] down{' (broker data deleted)' if wipe else ''}")
 

@@ -276,7 +276,27 @@ def test_the_jupyter_profile_serves_jupyterlab_against_the_compose_stack(stack):
     assert int(uid) == os.getuid()
 
 
-def test_down_v_leaves_no_container_network_or_volume(stack):
+def volumes_of_containers(project: str) -> dict[str, set[str]]:
+    """The named and the anonymous volumes mounted by a compose project's containers."""
+    ids = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(["docker", "inspect", "--format", "{{json .Mounts}}", *ids],
+                         capture_output=True, text=True, check=True).stdout
+    names = {m["Name"] for line in out.splitlines() for m in json.loads(line) if m["Type"] == "volume"}
+    # Compose names its volumes <project>_<name>; Docker names an anonymous one by 64 hex digits.
+    return {"named": {n for n in names if n.startswith(f"{project}_")},
+            "anonymous": {n for n in names if re.fullmatch(r"[0-9a-f]{64}", n)}}
+
+
+def test_down_keeps_the_broker_volume_only_and_down_v_leaves_nothing(stack):
+    mounted = volumes_of_containers(PROJECT)
+    # init-topics runs the Kafka image without kafka-data: its VOLUME line gives it an anonymous one.
+    assert mounted["named"] == {f"{PROJECT}_kafka-data"} and mounted["anonymous"]
+    stack.down()
+    left = set(subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True,
+                              check=True).stdout.split())
+    assert project_leftovers(PROJECT)["containers"] == [] and mounted["anonymous"].isdisjoint(left)
+    assert f"{PROJECT}_kafka-data" in left   # topics and offsets are kept until down --wipe
     stack.down(wipe=True)
     assert project_leftovers(PROJECT) == {"containers": [], "networks": [], "volumes": []}
 
