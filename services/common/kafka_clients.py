@@ -8,15 +8,11 @@ from kafka.net.compat import KafkaNetClient
 
 from services.common.config import Config
 
-# How long the broker lets a transaction stay open before it aborts it itself (the producer's
-# transaction.timeout.ms; kafka-python and Java default to 60 s). It matters only when the
-# producer dies mid-transaction and its transactional id never comes back: a replica killed,
-# then scaled away. Until the broker aborts, read_committed readers stop at the open records
-# and the partitions' next owner gets UNSTABLE_OFFSET_COMMIT, so the pipeline stood still for
-# about a minute (test_rebalance_adding_and_killing_instances_mid_burst: 68-75 s in some runs,
-# 16 s in others). Our transactions span COMMIT_INTERVAL_MS of work and each of their calls
-# is abandoned after 15 s (inventory's txn_timeout_s), so 20 s aborts only the dead ones.
-# Kafka Streams sets 10 s under exactly-once for the same reason (docs/tuning.md).
+# How long the broker lets a transaction stay open before aborting it itself (clients default
+# to 60 s). It matters only when a producer dies mid-transaction and its transactional id never
+# returns (a replica killed, then scaled away): until the abort, read_committed readers and the
+# partitions' next owner wait. Our transactions span COMMIT_INTERVAL_MS and each call in them
+# gives up after 15 s (inventory's txn_timeout_s), so only dead ones reach 20 s (docs/tuning.md).
 TRANSACTION_TIMEOUT_MS = 20_000
 
 
